@@ -1,0 +1,574 @@
+//! The writer: [`Wal`] appends commit groups, rotates segments and cuts incomplete groups.
+//!
+//! One group is one buffer (reused across groups), one `write_all` and one `fdatasync`. Any I/O
+//! failure poisons the writer for good.
+
+use super::error::{InvalidGroupReason, WalError, io_error};
+use super::frame::{self, FRAME_OVERHEAD};
+use super::recovery;
+use super::segment::{self, HEADER_LEN, SegmentHeader};
+use super::{AppendStats, FramePos, Recovery, WalOptions};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Environment variable of the fsync failure test hook (see the [module docs](super)).
+pub const FAILPOINT_FSYNC_AFTER_ENV: &str = "PER_FAILPOINT_FSYNC_AFTER";
+
+/// An open, locked WAL directory, positioned at the end of its last segment.
+///
+/// Created by [`Wal::open`], which recovers first. Not `Clone`: exactly one writer per directory
+/// (enforced across processes by an advisory lock on the directory).
+pub struct Wal {
+    dir: PathBuf,
+    /// Open for directory fsyncs; holds the exclusive lock while the `Wal` lives.
+    dir_handle: File,
+    segment_bytes_max: u64,
+    record_bytes_max: u32,
+    cluster_id: [u8; 16],
+    epoch: u64,
+    /// The segment being appended to; `None` only while the directory holds no segment.
+    active: Option<ActiveSegment>,
+    /// Earlier segments, oldest first (for validating truncation positions).
+    sealed: Vec<SealedSegment>,
+    /// The group buffer, reused so a steady stream of groups allocates nothing.
+    buffer: Vec<u8>,
+    poisoned: bool,
+    failpoint: SyncFailpoint,
+}
+
+/// Hand-written so the group buffer (record bytes, possibly private) never reaches a log line.
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("epoch", &self.epoch)
+            .field(
+                "active_segment",
+                &self.active.as_ref().map(|a| (&a.path, a.len)),
+            )
+            .field("sealed_segments", &self.sealed.len())
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct ActiveSegment {
+    file: File,
+    path: PathBuf,
+    first_seq: u64,
+    /// Current length, which is also the write position.
+    len: u64,
+}
+
+#[derive(Debug)]
+struct SealedSegment {
+    first_seq: u64,
+    len: u64,
+}
+
+impl Wal {
+    /// Opens the directory: scans every segment in order, classifies damage, truncates a torn tail
+    /// (after saving the cut bytes to `<segment>.<offset>.broken`), deletes leftover `.tmp` files,
+    /// and returns the intact frames. Creates the directory if it does not exist.
+    ///
+    /// Errors: [`WalError::Locked`] if another writer has the directory, and the typed refusals of
+    /// the [recovery classification](super#recovery-classification).
+    pub fn open(opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        validate(&opts)?;
+        create_dir_durably(&opts.dir)?;
+        let dir_handle = segment::open_dir(&opts.dir)?;
+        match dir_handle.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(WalError::Locked {
+                    dir: opts.dir.clone(),
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(WalError::Io {
+                    path: opts.dir.clone(),
+                    source,
+                });
+            }
+        }
+
+        let mut recovery = recovery::classify(&opts.dir, &opts)?;
+        recovery::remove_tmp_files(&recovery.tmp_files, &opts.dir, &dir_handle)?;
+        if let Some(torn) = recovery.torn_tail.as_mut() {
+            recovery::apply_torn_tail(torn, &opts.dir, &dir_handle)?;
+        }
+
+        let mut sealed: Vec<SealedSegment> = recovery
+            .segments
+            .iter()
+            .map(|summary| SealedSegment {
+                first_seq: summary.first_seq,
+                len: summary.intact_bytes,
+            })
+            .collect();
+        let active = match (sealed.pop(), recovery.segments.last()) {
+            (Some(last), Some(summary)) => Some(open_active(&summary.path, last)?),
+            _ => None,
+        };
+
+        let wal = Wal {
+            dir: opts.dir,
+            dir_handle,
+            segment_bytes_max: opts.segment_bytes_max,
+            record_bytes_max: opts.record_bytes_max,
+            cluster_id: opts.cluster_id,
+            epoch: opts.epoch,
+            active,
+            sealed,
+            buffer: Vec::new(),
+            poisoned: false,
+            failpoint: SyncFailpoint::from_env(),
+        };
+        Ok((wal, recovery))
+    }
+
+    /// Read-only scan of `dir` with the same classification as [`Wal::open`]: no truncation, no
+    /// deletion, no lock (for verify verbs; the binary's data-dir lock keeps writers out). A torn
+    /// tail is reported in [`Recovery::torn_tail`] with `broken_copy: None`. Uses `opts` for the
+    /// cluster id and `record_bytes_max`, and ignores `opts.dir`.
+    pub fn scan(dir: &Path, opts: &WalOptions) -> Result<Recovery, WalError> {
+        validate(opts)?;
+        recovery::classify(dir, opts)
+    }
+
+    /// Appends one commit group: every frame written with one `write_all` of one buffer, then one
+    /// `fdatasync`. Returns only after the sync, so `Ok` means durable.
+    ///
+    /// `first_seq` is the sequence number the caller assigned to the group's first record; it names
+    /// the new segment when the group starts one. Rotation happens only at group boundaries: if the
+    /// current segment holds frames and this group would push it past `segment_bytes_max`, the
+    /// segment is sealed (synced) and a new one started first.
+    ///
+    /// A group the WAL refuses ([`WalError::InvalidGroup`]) writes nothing and leaves the writer
+    /// usable. Any I/O error poisons the writer: this call returns the error and every later call
+    /// returns [`WalError::Poisoned`]. An fsync is never retried.
+    pub fn append_group(
+        &mut self,
+        first_seq: u64,
+        records: &[&[u8]],
+    ) -> Result<AppendStats, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        self.check_group(first_seq, records)?;
+
+        self.buffer.clear();
+        for record in records {
+            frame::encode_into(&mut self.buffer, record);
+        }
+        let bytes = self.buffer.len() as u64;
+        let rotate = match &self.active {
+            None => true,
+            Some(active) => {
+                active.len > HEADER_LEN && active.len.saturating_add(bytes) > self.segment_bytes_max
+            }
+        };
+        if let Some(active) = &self.active {
+            if rotate && first_seq <= active.first_seq {
+                return Err(invalid(
+                    first_seq,
+                    InvalidGroupReason::SeqNotIncreasing {
+                        current_first_seq: active.first_seq,
+                    },
+                ));
+            }
+            if !rotate && active.len == HEADER_LEN && first_seq != active.first_seq {
+                return Err(invalid(
+                    first_seq,
+                    InvalidGroupReason::EmptySegmentNamedOtherwise {
+                        segment_first_seq: active.first_seq,
+                    },
+                ));
+            }
+        }
+
+        let result = self.write_group(first_seq, rotate, bytes);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn check_group(&self, first_seq: u64, records: &[&[u8]]) -> Result<(), WalError> {
+        if records.is_empty() {
+            return Err(invalid(first_seq, InvalidGroupReason::Empty));
+        }
+        if first_seq == 0 {
+            return Err(invalid(first_seq, InvalidGroupReason::SeqZero));
+        }
+        for (index, record) in records.iter().enumerate() {
+            if record.is_empty() || record.len() as u64 > u64::from(self.record_bytes_max) {
+                return Err(invalid(
+                    first_seq,
+                    InvalidGroupReason::RecordSize {
+                        index,
+                        length: record.len(),
+                        max: self.record_bytes_max,
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The I/O part of [`Wal::append_group`]; any error here poisons the writer.
+    fn write_group(
+        &mut self,
+        first_seq: u64,
+        rotate: bool,
+        bytes: u64,
+    ) -> Result<AppendStats, WalError> {
+        let mut sealed_segment = None;
+        let mut active = match self.active.take() {
+            Some(active) if !rotate => active,
+            previous => {
+                if let Some(previous) = previous {
+                    // Every group was already fdatasynced; sync_all also settles the metadata
+                    // before the segment is handed to archiving.
+                    previous.file.sync_all().map_err(io_error(&previous.path))?;
+                    self.sealed.push(SealedSegment {
+                        first_seq: previous.first_seq,
+                        len: previous.len,
+                    });
+                    tracing::debug!(segment = %previous.path.display(), bytes = previous.len, "WAL segment sealed");
+                    sealed_segment = Some(previous.path);
+                }
+                let header = SegmentHeader {
+                    cluster_id: self.cluster_id,
+                    epoch: self.epoch,
+                    first_seq,
+                };
+                let (file, path) = segment::create_segment(&self.dir, &self.dir_handle, &header)?;
+                ActiveSegment {
+                    file,
+                    path,
+                    first_seq,
+                    len: HEADER_LEN,
+                }
+            }
+        };
+
+        active
+            .file
+            .write_all(&self.buffer)
+            .map_err(io_error(&active.path))?;
+        let sync_started = Instant::now();
+        self.failpoint
+            .before_sync()
+            .map_err(io_error(&active.path))?;
+        active.file.sync_data().map_err(io_error(&active.path))?;
+        let sync_duration = sync_started.elapsed();
+        active.len += bytes;
+        self.active = Some(active);
+
+        Ok(AppendStats {
+            bytes,
+            sync_duration,
+            segment_rotated: sealed_segment.is_some(),
+            sealed_segment,
+        })
+    }
+
+    /// Cuts the WAL back to just after the frame at `pos`, or to nothing with `None`.
+    ///
+    /// For the caller that found an incomplete commit group at the tail (never acknowledged, since
+    /// the group's sync never returned). The cut bytes are saved to a `.broken` copy first, then the
+    /// segment is truncated and fsynced. Only the last segment can be cut: `pos` must be an intact
+    /// frame in it, or the last frame of the segment just before it (which empties the last
+    /// segment); `None` requires every earlier segment to be empty. Anything else is
+    /// [`WalError::InvalidTruncation`] and changes nothing. An I/O error poisons the writer.
+    pub fn truncate_after(&mut self, pos: Option<&FramePos>) -> Result<(), WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let new_end = self.truncation_point(pos)?;
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        if new_end == active.len {
+            return Ok(());
+        }
+        let result = cut_active(active, new_end, &self.dir, &self.dir_handle);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Where the active segment must end after `truncate_after(pos)`, checked without writing.
+    fn truncation_point(&self, pos: Option<&FramePos>) -> Result<u64, WalError> {
+        let refuse = |pos: Option<&FramePos>, reason| {
+            let (segment, offset) = match pos {
+                Some(pos) => (pos.segment.clone(), pos.end),
+                None => (self.dir.clone(), 0),
+            };
+            Err(WalError::InvalidTruncation {
+                segment,
+                offset,
+                reason,
+            })
+        };
+        let Some(active) = &self.active else {
+            return match pos {
+                None => Ok(HEADER_LEN),
+                Some(_) => refuse(pos, "the WAL holds no segment"),
+            };
+        };
+        match pos {
+            Some(p) if p.segment_first_seq == active.first_seq => {
+                if p.offset < HEADER_LEN || p.end > active.len || p.end <= p.offset {
+                    return refuse(pos, "the position lies outside the segment's frames");
+                }
+                if !frame_ends_at(&active.path, p.offset, p.end, self.record_bytes_max)? {
+                    return refuse(
+                        pos,
+                        "no intact frame starts at the offset and ends at the end",
+                    );
+                }
+                Ok(p.end)
+            }
+            Some(p) => match self.sealed.last() {
+                Some(previous)
+                    if previous.first_seq == p.segment_first_seq && previous.len == p.end =>
+                {
+                    Ok(HEADER_LEN)
+                }
+                _ => refuse(
+                    pos,
+                    "only the last segment can be cut, and the position is not the end of the segment before it",
+                ),
+            },
+            None if self.sealed.iter().all(|s| s.len == HEADER_LEN) => Ok(HEADER_LEN),
+            None => refuse(
+                pos,
+                "sealed segments hold frames, so the WAL cannot be cut to nothing",
+            ),
+        }
+    }
+
+    /// Whether an earlier write or sync failed; a poisoned writer refuses all writes.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Sets the fencing epoch written into the header of the next segment (after an HA takeover).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The epoch the next segment header will carry.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Test hook: the next `syncs_before_failure` group syncs succeed and every later one fails
+    /// with an injected I/O error (`None` disarms). Same as `PER_FAILPOINT_FSYNC_AFTER`.
+    pub fn fail_group_syncs_after(&mut self, syncs_before_failure: Option<u64>) {
+        self.failpoint = SyncFailpoint {
+            syncs_allowed: syncs_before_failure,
+            syncs_done: 0,
+        };
+    }
+}
+
+fn invalid(first_seq: u64, reason: InvalidGroupReason) -> WalError {
+    WalError::InvalidGroup { first_seq, reason }
+}
+
+fn validate(opts: &WalOptions) -> Result<(), WalError> {
+    if opts.record_bytes_max == 0 {
+        return Err(WalError::InvalidOptions {
+            reason: "record_bytes_max must be at least 1".to_string(),
+        });
+    }
+    if opts.segment_bytes_max < HEADER_LEN + FRAME_OVERHEAD + 1 {
+        return Err(WalError::InvalidOptions {
+            reason: format!(
+                "segment_bytes_max {} leaves no room for a frame after the {HEADER_LEN}-byte header",
+                opts.segment_bytes_max
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the WAL directory if needed, and makes its creation durable in the parent.
+fn create_dir_durably(dir: &Path) -> Result<(), WalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    segment::sync_dir(parent, &segment::open_dir(parent)?)
+}
+
+/// Opens the last segment for appending at `last.len` (recovery already cut any torn tail).
+fn open_active(path: &Path, last: SealedSegment) -> Result<ActiveSegment, WalError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    let file_len = file.metadata().map_err(io_error(path))?.len();
+    if file_len != last.len {
+        // Recovery cut everything after the last intact frame; anything else is a bug.
+        return Err(WalError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other(format!(
+                "segment is {file_len} bytes after recovery, expected {}",
+                last.len
+            )),
+        });
+    }
+    file.seek(SeekFrom::Start(last.len))
+        .map_err(io_error(path))?;
+    Ok(ActiveSegment {
+        file,
+        path: path.to_path_buf(),
+        first_seq: last.first_seq,
+        len: last.len,
+    })
+}
+
+/// Whether an intact frame occupies exactly `offset..end` of `path` (checked before cutting, so a
+/// stale or made-up position cannot cut acknowledged data in the middle of a frame).
+fn frame_ends_at(
+    path: &Path,
+    offset: u64,
+    end: u64,
+    record_bytes_max: u32,
+) -> Result<bool, WalError> {
+    let Ok(length) = usize::try_from(end - offset) else {
+        return Ok(false);
+    };
+    let mut file = File::open(path).map_err(io_error(path))?;
+    file.seek(SeekFrom::Start(offset)).map_err(io_error(path))?;
+    let mut bytes = vec![0u8; length];
+    file.read_exact(&mut bytes).map_err(io_error(path))?;
+    Ok(frame::decode_at(&bytes, 0, record_bytes_max).is_ok_and(|intact| intact.end == length))
+}
+
+fn cut_active(
+    active: &mut ActiveSegment,
+    new_end: u64,
+    dir: &Path,
+    dir_handle: &File,
+) -> Result<(), WalError> {
+    let copy = segment::cut_segment(&active.path, new_end, dir, dir_handle)?;
+    active
+        .file
+        .seek(SeekFrom::Start(new_end))
+        .map_err(io_error(&active.path))?;
+    tracing::warn!(
+        segment = %active.path.display(),
+        offset = new_end,
+        bytes = active.len - new_end,
+        broken_copy = %copy.display(),
+        "WAL cut back after an incomplete commit group; the bytes are kept in the .broken copy"
+    );
+    active.len = new_end;
+    Ok(())
+}
+
+/// The fsync failure test hook: counts group syncs and fails every one after the allowed number.
+#[derive(Debug, Default)]
+struct SyncFailpoint {
+    syncs_allowed: Option<u64>,
+    syncs_done: u64,
+}
+
+impl SyncFailpoint {
+    fn from_env() -> Self {
+        let value = std::env::var(FAILPOINT_FSYNC_AFTER_ENV).ok();
+        SyncFailpoint {
+            syncs_allowed: parse_failpoint(value.as_deref()),
+            syncs_done: 0,
+        }
+    }
+
+    fn before_sync(&mut self) -> io::Result<()> {
+        if let Some(allowed) = self.syncs_allowed
+            && self.syncs_done >= allowed
+        {
+            return Err(io::Error::other(format!(
+                "injected fsync failure ({FAILPOINT_FSYNC_AFTER_ENV}={allowed})"
+            )));
+        }
+        self.syncs_done += 1;
+        Ok(())
+    }
+}
+
+fn parse_failpoint(value: Option<&str>) -> Option<u64> {
+    let value = value?;
+    match value.trim().parse() {
+        Ok(allowed) => {
+            tracing::warn!(
+                syncs_allowed = allowed,
+                "{FAILPOINT_FSYNC_AFTER_ENV} is set: WAL fsyncs will fail (test hook)"
+            );
+            Some(allowed)
+        }
+        Err(_) => {
+            tracing::warn!(
+                value,
+                "{FAILPOINT_FSYNC_AFTER_ENV} is not a number; ignoring it"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failpoint_parses_and_counts() {
+        assert_eq!(parse_failpoint(None), None);
+        assert_eq!(parse_failpoint(Some("x")), None);
+        assert_eq!(parse_failpoint(Some(" 2 ")), Some(2));
+        let mut failpoint = SyncFailpoint {
+            syncs_allowed: Some(2),
+            syncs_done: 0,
+        };
+        assert!(failpoint.before_sync().is_ok());
+        assert!(failpoint.before_sync().is_ok());
+        assert!(failpoint.before_sync().is_err());
+        assert!(failpoint.before_sync().is_err());
+        let mut off = SyncFailpoint::default();
+        assert!((0..10).all(|_| off.before_sync().is_ok()));
+    }
+
+    #[test]
+    fn rejects_unworkable_options() {
+        let mut opts = WalOptions::new("/nonexistent", [0; 16], 0);
+        opts.record_bytes_max = 0;
+        assert!(matches!(
+            validate(&opts),
+            Err(WalError::InvalidOptions { .. })
+        ));
+        let mut opts = WalOptions::new("/nonexistent", [0; 16], 0);
+        opts.segment_bytes_max = HEADER_LEN;
+        assert!(matches!(
+            validate(&opts),
+            Err(WalError::InvalidOptions { .. })
+        ));
+    }
+}

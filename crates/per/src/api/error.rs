@@ -1,0 +1,105 @@
+//! The contract's error body: HTTP status plus `{"error", "message", "code"}`. Messages never
+//! include internals, request bodies or secrets.
+
+use crate::sequencer::SubmitError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use per_core::TxError;
+use serde_json::json;
+
+/// A typed API error with one of CONTRACT.md's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: parse-level rule broken.
+    InvalidRequest(String),
+    /// 400/… : a transaction rule.
+    Tx(TxError),
+    /// 401.
+    Unauthorized,
+    /// 404.
+    NotFound(String),
+    /// 413.
+    PayloadTooLarge,
+    /// 503 with Retry-After.
+    Overloaded,
+    /// 503: the node is not taking writes.
+    Halted(String),
+}
+
+impl ApiError {
+    /// The contract name (also the metrics outcome label).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "InvalidRequest",
+            ApiError::Tx(e) => e.name(),
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::PayloadTooLarge => "PayloadTooLarge",
+            ApiError::Overloaded => "Overloaded",
+            ApiError::Halted(_) => "Halted",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::Tx(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Overloaded | ApiError::Halted(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::InvalidRequest(m) | ApiError::NotFound(m) | ApiError::Halted(m) => m.clone(),
+            ApiError::Tx(e) => e.to_string(),
+            ApiError::Unauthorized => "missing or invalid bearer token".to_owned(),
+            ApiError::PayloadTooLarge => "request body is too large".to_owned(),
+            ApiError::Overloaded => "the sequencer queue is full; retry later".to_owned(),
+        }
+    }
+}
+
+impl From<TxError> for ApiError {
+    fn from(error: TxError) -> Self {
+        match error {
+            TxError::InvalidRequest(m) => ApiError::InvalidRequest(m),
+            other => ApiError::Tx(other),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::Overloaded => ApiError::Overloaded,
+            SubmitError::NotAccepting => {
+                ApiError::Halted("the node is not accepting writes".to_owned())
+            }
+            SubmitError::Rejected(e) => e.into(),
+            SubmitError::WriterFailed => ApiError::Halted(
+                "the write-ahead log failed; the transaction was not accepted".to_owned(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({
+            "error": self.name(),
+            "message": self.message(),
+            "code": status.as_u16(),
+        });
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::Overloaded) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,68 @@
+//! The HTTP API of CONTRACT.md (axum). One file per endpoint group; this file only routes.
+//!
+//! Request bodies are never logged: the trace layer records method, route, status and latency only.
+
+pub mod error;
+pub mod health;
+pub mod read;
+pub mod tx;
+pub mod wire;
+
+use crate::node::Shared;
+use crate::sequencer::SequencerHandle;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use error::ApiError;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    /// Shared node context.
+    pub shared: Arc<Shared>,
+    /// The write path.
+    pub sequencer: SequencerHandle,
+}
+
+/// Builds the router with the body-size bound.
+pub fn router(state: AppState, body_bytes_max: usize) -> Router {
+    Router::new()
+        .route("/deposit", post(tx::deposit))
+        .route("/transfer", post(tx::transfer))
+        .route("/withdraw", post(tx::withdraw))
+        .route("/pool/info", get(read::pool_info))
+        .route("/merkle/proof/{leaf_index}", get(read::merkle_proof))
+        .route("/receipt/{receipt_id}", get(read::receipt))
+        .route("/health", get(health::health))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".to_owned())
+}
+
+/// Reads a JSON body, mapping the size limit to `PayloadTooLarge` and anything unparsable to
+/// `InvalidRequest` (the message names the problem, never echoes the body).
+pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::InvalidRequest("could not read the request body".to_owned())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // serde_json's messages name fields and positions, not values.
+        ApiError::InvalidRequest(format!("invalid JSON body: {e}"))
+    })
+}

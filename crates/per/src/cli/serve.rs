@@ -1,0 +1,326 @@
+//! `per serve`: recover from the WAL, then run the HTTP API and the sequencer until SIGTERM/SIGINT.
+//!
+//! Shutdown is graceful: stop accepting, let in-flight requests finish (bounded by
+//! `limits.shutdown_grace_secs`), let the sequencer sync its last group, exit 0. A WAL failure
+//! poisons the node instead: it stops acknowledging at once and exits 1.
+
+use crate::api::{self, AppState};
+use crate::cli::Exit;
+use crate::config::{
+    DEFAULT_CLUSTER, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_INTERVAL_SECS,
+    DeploymentMode, FileConfig, LogFormat,
+};
+use crate::node::{self, Shared, SharedConfig};
+use crate::sequencer::{self, HEARTBEAT_INTERVAL, SequencerLimits};
+use crate::tokens::Token;
+use anyhow::Context;
+use clap::Args;
+use per_core::StateLimits;
+use per_store::WalOptions;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Flags of `per serve`; each falls back to its environment variable, then to `--config`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file (lowest precedence after defaults).
+    #[arg(long, env = "PER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./per-data].
+    #[arg(long, env = "PER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "PER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// single | primary | standby [default: single].
+    #[arg(long, env = "DEPLOYMENT_MODE", value_enum)]
+    pub deployment_mode: Option<DeploymentMode>,
+    /// Seconds between time-based snapshots [default: 300].
+    #[arg(long, env = "SNAPSHOT_INTERVAL")]
+    pub snapshot_interval: Option<u64>,
+    /// Cluster name (WAL segments of another cluster are refused) [default: default].
+    #[arg(long, env = "PER_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Log filter (tracing EnvFilter syntax) [default: info].
+    #[arg(long, env = "PER_LOG")]
+    pub log: Option<String>,
+    /// json | text [default: json].
+    #[arg(long, env = "PER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Admin bearer token (prefer PER_ADMIN_TOKEN_FILE).
+    #[arg(long, env = "PER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// File holding the admin token.
+    #[arg(long, env = "PER_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Deposit bearer token for the L1 deposit indexer (prefer PER_DEPOSIT_TOKEN_FILE).
+    #[arg(long, env = "PER_DEPOSIT_TOKEN", hide_env_values = true)]
+    pub deposit_token: Option<String>,
+    /// File holding the deposit token.
+    #[arg(long, env = "PER_DEPOSIT_TOKEN_FILE")]
+    pub deposit_token_file: Option<PathBuf>,
+}
+
+/// The merged configuration of one `per serve`.
+struct ServeConfig {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    mode: DeploymentMode,
+    cluster: String,
+    file: FileConfig,
+    log: Option<String>,
+    log_format: LogFormat,
+}
+
+fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let file = FileConfig::load(args.config.as_deref()).map_err(|e| Exit::usage(e.to_string()))?;
+    file.limits
+        .validate()
+        .map_err(|e| Exit::usage(e.to_string()))?;
+    let default_listen: SocketAddr = DEFAULT_LISTEN
+        .parse()
+        .map_err(|_| Exit::usage("bad built-in listen address"))?;
+    let config = ServeConfig {
+        data_dir: args
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        listen: args.listen.or(file.listen).unwrap_or(default_listen),
+        mode: args
+            .deployment_mode
+            .or(file.deployment_mode)
+            .unwrap_or(DeploymentMode::Single),
+        cluster: args
+            .cluster
+            .clone()
+            .or_else(|| file.cluster.clone())
+            .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned()),
+        log: args.log.clone().or_else(|| file.log.clone()),
+        log_format: args
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Json),
+        file,
+    };
+    let _snapshot_interval_secs = args
+        .snapshot_interval
+        .or(config.file.snapshot_interval_secs)
+        .unwrap_or(DEFAULT_SNAPSHOT_INTERVAL_SECS);
+    if config.mode != DeploymentMode::Single {
+        return Err(Exit::usage(format!(
+            "DEPLOYMENT_MODE={} is not available in this build (only `single`; HA is tracked separately)",
+            config.mode.as_str()
+        )));
+    }
+    Ok(config)
+}
+
+/// Takes the data directory's `LOCK` (flock) for the life of the process.
+pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
+    let path = data_dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Exit::refused(format!(
+            "{} is held by another process: a node is already running on {}",
+            path.display(),
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
+}
+
+/// Runs the node.
+pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = merge(&args)?;
+    crate::logging::init(config.log.as_deref(), config.log_format);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+
+    let (deposit_token, deposit_source) = Token::resolve(
+        args.deposit_token.clone(),
+        "PER_DEPOSIT_TOKEN",
+        args.deposit_token_file
+            .as_deref()
+            .or(config.file.deposit_token_file.as_deref()),
+        &config.data_dir,
+        "deposit.token",
+    )
+    .map_err(|e| Exit::usage(e.to_string()))?;
+    let (admin_token, admin_source) = Token::resolve(
+        args.admin_token.clone(),
+        "PER_ADMIN_TOKEN",
+        args.admin_token_file
+            .as_deref()
+            .or(config.file.admin_token_file.as_deref()),
+        &config.data_dir,
+        "admin.token",
+    )
+    .map_err(|e| Exit::usage(e.to_string()))?;
+    tracing::info!(source = ?deposit_source, "deposit token ready (value never logged)");
+    tracing::info!(source = ?admin_source, "admin token ready (value never logged)");
+
+    let limits = &config.file.limits;
+    let epoch = 1;
+    let wal_options = WalOptions {
+        dir: config.data_dir.join("wal"),
+        segment_bytes_max: limits.segment_bytes_max,
+        cluster_id: node::cluster_id(&config.cluster),
+        epoch,
+        record_bytes_max: limits.record_bytes_max,
+    };
+    let started = std::time::Instant::now();
+    let (state, wal, report) = node::recover(
+        wal_options,
+        StateLimits {
+            receipts_max: limits.receipts_max,
+        },
+    )
+    .map_err(|e| {
+        let code = if e.is_corruption() { 1 } else { 3 };
+        anyhow::Error::new(Exit {
+            code,
+            message: e.to_string(),
+        })
+    })?;
+    tracing::info!(
+        seq = state.seq(),
+        root = %state.root(),
+        transactions = report.transactions,
+        groups = report.groups,
+        segments = report.segments,
+        torn_tail_bytes = report.torn_tail.as_ref().map_or(0, |t| t.bytes),
+        unfinished_group_records = report.unfinished_group_records,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovered from WAL"
+    );
+
+    let shared = Arc::new(Shared::new(
+        state,
+        SharedConfig {
+            role: config.mode,
+            epoch,
+            deposit_token,
+            admin_token,
+            pending_tx_degraded_max: limits.pending_tx_degraded_max,
+            snapshot_lag_degraded_secs_max: limits.snapshot_lag_degraded_secs_max,
+        },
+    ));
+    let (sequencer, sequencer_thread) = sequencer::spawn(
+        shared.clone(),
+        wal,
+        SequencerLimits {
+            queue_max: limits.queue_max,
+            group_records_max: limits.group_records_max,
+        },
+    )
+    .context("cannot start the sequencer thread")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("per-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let grace = Duration::from_secs(limits.shutdown_grace_secs);
+    let body_bytes_max = limits.body_bytes_max;
+    let listen = config.listen;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Exit::usage(format!("cannot listen on {listen}: {e}")))?;
+        let local = listener.local_addr().context("listener address")?;
+        tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "serving");
+        let heartbeat = {
+            let sequencer = sequencer.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    sequencer.heartbeat();
+                }
+            })
+        };
+        let app = api::router(
+            AppState {
+                shared: shared.clone(),
+                sequencer,
+            },
+            body_bytes_max,
+        );
+        let shutdown_shared = shared.clone();
+        let shutdown = async move {
+            let reason = wait_for_stop(&shutdown_shared).await;
+            shutdown_shared
+                .flags
+                .shutting_down
+                .store(true, Ordering::Release);
+            tracing::info!(
+                reason,
+                "stopping: no new writes; finishing in-flight requests"
+            );
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+        let drained = tokio::select! {
+            result = server => result.context("HTTP server failed"),
+            () = async {
+                // Bound the drain: wait for the stop signal, then at most `grace`.
+                loop {
+                    if shared.flags.shutting_down.load(Ordering::Acquire) {
+                        tokio::time::sleep(grace).await;
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            } => {
+                tracing::warn!("in-flight requests did not finish within the grace period");
+                Ok(())
+            }
+        };
+        heartbeat.abort();
+        drained
+    });
+    // Every handle is gone with the router and the heartbeat task: the sequencer finishes its
+    // queue, syncs the last group and returns.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if sequencer_thread.join().is_err() {
+        return Err(Exit::problem("the sequencer thread panicked"));
+    }
+    served?;
+    if shared.flags.poisoned.load(Ordering::Acquire) {
+        return Err(Exit::problem(
+            "stopped after a WAL write/sync failure: acknowledged transactions are safe, the last unacknowledged group may be lost; restart to recover",
+        ));
+    }
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_stop(shared: &Shared) -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = terminate => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = shared.fatal.notified() => "WAL failure",
+    }
+}

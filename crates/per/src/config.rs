@@ -1,0 +1,186 @@
+//! Node configuration with the contract's precedence: flag > environment > config file > default.
+//!
+//! Flags and environment variables are both read by clap (`#[arg(env = ...)]`), so a flag wins over
+//! its variable; whatever neither sets falls back to the TOML file given by `--config`, then to the
+//! defaults here. Every limit is named `*_max` and lives in [`Limits`].
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The node's role (`DEPLOYMENT_MODE`). Only `single` is implemented so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentMode {
+    /// The embedded default: one node, no external services.
+    Single,
+    /// HA primary (Postgres-fenced shared log).
+    Primary,
+    /// HA hot standby.
+    Standby,
+}
+
+impl DeploymentMode {
+    /// Lowercase role name for `/health` and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeploymentMode::Single => "single",
+            DeploymentMode::Primary => "primary",
+            DeploymentMode::Standby => "standby",
+        }
+    }
+}
+
+/// Log line format (`PER_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Every bound of the node, in one place.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Commands waiting for the sequencer; past this, requests get `Overloaded`.
+    pub queue_max: usize,
+    /// Transactions in one commit group (one write + one fdatasync).
+    pub group_records_max: usize,
+    /// Largest accepted request body.
+    pub body_bytes_max: usize,
+    /// WAL segment size before rotation.
+    pub segment_bytes_max: u64,
+    /// Largest WAL record.
+    pub record_bytes_max: u32,
+    /// Receipts kept for exactly-once lookups.
+    pub receipts_max: usize,
+    /// Concurrent HTTP connections.
+    pub connections_max: usize,
+    /// Seconds a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+    /// Unsettled transactions above which `/health` degrades (runbook: 10k).
+    pub pending_tx_degraded_max: u64,
+    /// Seconds without a snapshot above which `/health` degrades (runbook: 5 min).
+    pub snapshot_lag_degraded_secs_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            queue_max: 4096,
+            group_records_max: 1024,
+            body_bytes_max: 16 * 1024,
+            segment_bytes_max: 64 * 1024 * 1024,
+            record_bytes_max: 1024 * 1024,
+            receipts_max: 1_000_000,
+            connections_max: 4096,
+            shutdown_grace_secs: 10,
+            pending_tx_degraded_max: 10_000,
+            snapshot_lag_degraded_secs_max: 300,
+        }
+    }
+}
+
+/// The `per.toml` file: every key optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// `DEPLOYMENT_MODE`.
+    pub deployment_mode: Option<DeploymentMode>,
+    /// `PER_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `PER_LISTEN`.
+    pub listen: Option<SocketAddr>,
+    /// `SNAPSHOT_INTERVAL` in seconds.
+    pub snapshot_interval_secs: Option<u64>,
+    /// `PER_CLUSTER`.
+    pub cluster: Option<String>,
+    /// `PER_LOG`.
+    pub log: Option<String>,
+    /// `PER_LOG_FORMAT`.
+    pub log_format: Option<LogFormat>,
+    /// `PER_ADMIN_TOKEN_FILE`.
+    pub admin_token_file: Option<PathBuf>,
+    /// `PER_DEPOSIT_TOKEN_FILE`.
+    pub deposit_token_file: Option<PathBuf>,
+    /// Bounds.
+    pub limits: Limits,
+}
+
+/// Why the configuration cannot be used (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or a combination is unsupported.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    /// Reads `path`, or the empty config when no path is given.
+    pub fn load(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Default data directory (`./per-data`).
+pub const DEFAULT_DATA_DIR: &str = "per-data";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default cluster name.
+pub const DEFAULT_CLUSTER: &str = "default";
+/// Default snapshot interval (runbook: 5 minutes).
+pub const DEFAULT_SNAPSHOT_INTERVAL_SECS: u64 = 300;
+
+impl Limits {
+    /// Rejects bounds that would make the node unsafe or useless.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("queue_max", self.queue_max as u64),
+            ("group_records_max", self.group_records_max as u64),
+            ("body_bytes_max", self.body_bytes_max as u64),
+            ("receipts_max", self.receipts_max as u64),
+            ("connections_max", self.connections_max as u64),
+            ("record_bytes_max", u64::from(self.record_bytes_max)),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{name} must be > 0")));
+            }
+        }
+        if self.segment_bytes_max < 4096 {
+            return Err(ConfigError::Invalid(
+                "limits.segment_bytes_max must be ≥ 4096".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Prometheus metrics (`per_` prefix, base units, `_total` counters) via `prometheus-client`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of `per_http_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route template, e.g. `/merkle/proof/{leaf_index}`.
+    pub route: String,
+    /// Outcome: `ok` or the error name.
+    pub outcome: String,
+}
+
+/// Labels of `per_transactions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TxLabels {
+    /// deposit | transfer | withdraw.
+    pub kind: String,
+    /// `accepted`, `duplicate`, or the error name.
+    pub outcome: String,
+}
+
+/// Labels of `per_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// Crate version.
+    pub version: String,
+    /// Deployment role.
+    pub role: String,
+}
+
+/// Every metric the node exports, registered once.
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// HTTP requests by route and outcome.
+    pub http_requests: Family<RouteLabels, Counter>,
+    /// Transactions by kind and outcome.
+    pub transactions: Family<TxLabels, Counter>,
+    /// Transactions per commit group.
+    pub commit_group_size: Histogram,
+    /// Seconds from a group's first apply to its sync.
+    pub commit_group_duration: Histogram,
+    /// Seconds spent in each group's fdatasync.
+    pub fsync_duration: Histogram,
+    /// Commands waiting for the sequencer.
+    pub queue_depth: Gauge,
+    /// Bytes appended to the WAL.
+    pub wal_bytes: Counter,
+    /// Last durable sequence number.
+    pub seq: Gauge,
+    /// Accepted transactions not yet settled on L1.
+    pub pending_transactions: Gauge,
+    /// 1 while the WAL writer is poisoned.
+    pub writer_poisoned: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new(role: &str) -> Metrics {
+        let mut registry = Registry::with_prefix("per");
+        let http_requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and outcome",
+            http_requests.clone(),
+        );
+        let transactions = Family::<TxLabels, Counter>::default();
+        registry.register(
+            "transactions",
+            "Transactions by kind and outcome",
+            transactions.clone(),
+        );
+        let commit_group_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "commit_group_size",
+            "Transactions per commit group",
+            commit_group_size.clone(),
+        );
+        let commit_group_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register_with_unit(
+            "commit_group_duration",
+            "Time from a group's first apply to its durable sync",
+            prometheus_client::registry::Unit::Seconds,
+            commit_group_duration.clone(),
+        );
+        let fsync_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
+        registry.register_with_unit(
+            "wal_fsync_duration",
+            "Time spent in each commit group's fdatasync",
+            prometheus_client::registry::Unit::Seconds,
+            fsync_duration.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "sequencer_queue_depth",
+            "Commands waiting for the sequencer",
+            queue_depth.clone(),
+        );
+        let wal_bytes = Counter::default();
+        registry.register_with_unit(
+            "wal_written",
+            "Bytes appended to the WAL",
+            prometheus_client::registry::Unit::Bytes,
+            wal_bytes.clone(),
+        );
+        let seq = Gauge::default();
+        registry.register("seq", "Last durable sequence number", seq.clone());
+        let pending_transactions = Gauge::default();
+        registry.register(
+            "pending_transactions",
+            "Accepted transactions not yet settled on L1",
+            pending_transactions.clone(),
+        );
+        let writer_poisoned = Gauge::default();
+        registry.register(
+            "wal_writer_poisoned",
+            "1 while the WAL writer refuses writes after an I/O failure",
+            writer_poisoned.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                role: role.to_owned(),
+            })
+            .set(1);
+        registry.register("build_info", "Build version and role", build_info);
+        Metrics {
+            registry,
+            http_requests,
+            transactions,
+            commit_group_size,
+            commit_group_duration,
+            fsync_duration,
+            queue_depth,
+            wal_bytes,
+            seq,
+            pending_transactions,
+            writer_poisoned,
+        }
+    }
+
+    /// Counts one HTTP request.
+    pub fn count_request(&self, route: &str, outcome: &str) {
+        self.http_requests
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one transaction decision.
+    pub fn count_tx(&self, kind: &str, outcome: &str) {
+        self.transactions
+            .get_or_create(&TxLabels {
+                kind: kind.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,136 @@
+//! What the HTTP handlers, the sequencer and the health checks share.
+//!
+//! The state sits behind a `RwLock` that the sequencer holds in write mode from the first apply of a
+//! group until its fdatasync returns, so every read (`/pool/info`, proofs, receipts) sees only durable
+//! state. Cheap status fields are atomics, so `/health` never waits on a sync.
+
+use crate::config::DeploymentMode;
+use crate::metrics::Metrics;
+use crate::tokens::Token;
+use per_core::State;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// Whether the node takes writes, and if not, why.
+#[derive(Debug, Default)]
+pub struct Flags {
+    /// The WAL writer failed: no more acknowledgements, the process is exiting.
+    pub poisoned: AtomicBool,
+    /// Graceful shutdown began: new writes are refused.
+    pub shutting_down: AtomicBool,
+}
+
+/// Shared node context.
+pub struct Shared {
+    state: RwLock<State>,
+    /// Status flags.
+    pub flags: Flags,
+    /// Metrics registry and handles.
+    pub metrics: Metrics,
+    /// Role of this node.
+    pub role: DeploymentMode,
+    /// Fencing epoch of this node's writes.
+    pub epoch: u64,
+    /// Token required by `/deposit`.
+    pub deposit_token: Token,
+    /// Token required by `/admin/*`.
+    pub admin_token: Token,
+    /// Unix seconds of the sequencer's last sign of life.
+    pub last_heartbeat_secs: AtomicU64,
+    /// Unix seconds when the node started (snapshot lag counts from here until snapshots exist).
+    pub started_at_secs: u64,
+    /// Woken when the process must stop because of a fatal error.
+    pub fatal: Notify,
+    /// Degradation thresholds.
+    pub pending_tx_degraded_max: u64,
+    /// Snapshot-lag threshold for `/health`.
+    pub snapshot_lag_degraded_secs_max: u64,
+}
+
+/// Seconds since the Unix epoch (the wall clock; only for reporting and record timestamps).
+pub fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Everything [`Shared::new`] needs besides the recovered state.
+pub struct SharedConfig {
+    /// Role.
+    pub role: DeploymentMode,
+    /// Epoch.
+    pub epoch: u64,
+    /// Deposit token.
+    pub deposit_token: Token,
+    /// Admin token.
+    pub admin_token: Token,
+    /// `/health` degrades above this many unsettled transactions.
+    pub pending_tx_degraded_max: u64,
+    /// `/health` degrades above this snapshot lag.
+    pub snapshot_lag_degraded_secs_max: u64,
+}
+
+impl Shared {
+    /// Wraps a recovered state.
+    pub fn new(state: State, config: SharedConfig) -> Shared {
+        let metrics = Metrics::new(config.role.as_str());
+        metrics.seq.set(state.seq() as i64);
+        let now = unix_secs();
+        Shared {
+            state: RwLock::new(state),
+            flags: Flags::default(),
+            metrics,
+            role: config.role,
+            epoch: config.epoch,
+            deposit_token: config.deposit_token,
+            admin_token: config.admin_token,
+            last_heartbeat_secs: AtomicU64::new(now),
+            started_at_secs: now,
+            fatal: Notify::new(),
+            pending_tx_degraded_max: config.pending_tx_degraded_max,
+            snapshot_lag_degraded_secs_max: config.snapshot_lag_degraded_secs_max,
+        }
+    }
+
+    /// A read view of the durable state. A poisoned lock means a sequencer panic mid-group: the
+    /// in-memory state may hold unsynced writes, so nobody may read it.
+    pub fn read_state(&self) -> Option<RwLockReadGuard<'_, State>> {
+        if self.flags.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+        self.state.read().ok()
+    }
+
+    /// The sequencer's exclusive access.
+    pub(crate) fn write_state(&self) -> Option<std::sync::RwLockWriteGuard<'_, State>> {
+        self.state.write().ok()
+    }
+
+    /// Whether new writes may be accepted now.
+    pub fn accepting_writes(&self) -> bool {
+        !self.flags.poisoned.load(Ordering::Acquire)
+            && !self.flags.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Marks the writer failed and asks the process to exit.
+    pub fn poison(&self) {
+        self.flags.poisoned.store(true, Ordering::Release);
+        self.metrics.writer_poisoned.set(1);
+        self.fatal.notify_one();
+    }
+
+    /// Records a sign of life from the sequencer.
+    pub fn heartbeat(&self) {
+        self.last_heartbeat_secs
+            .store(unix_secs(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,282 @@
+//! The sequencer: one thread that owns the write path (DESIGN.md §3).
+//!
+//! It takes prepared transactions from a bounded queue, applies a commit group of them to the state
+//! (holding the state's write lock), seals the group (one batched tree rehash, the root logged as the
+//! group's last record), appends it to the WAL with one write and one `fdatasync`, and only then
+//! answers the group's requests. Rejections are answered after the sync as well, since they may
+//! depend on the group's earlier transactions. A WAL failure poisons the node: nothing after it is
+//! acknowledged, and the process exits non-zero.
+
+use crate::node::{Shared, unix_millis};
+use per_core::{Execution, PreparedTx, Receipt, TxError, WalRecord};
+use per_store::Wal;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a submission was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full; retry later.
+    Overloaded,
+    /// The node is not taking writes (shutting down or poisoned).
+    NotAccepting,
+    /// A stateful rule rejected the transaction.
+    Rejected(TxError),
+    /// The WAL failed before this transaction was durable: it was NOT acknowledged.
+    WriterFailed,
+}
+
+enum Command {
+    Submit {
+        tx: Box<PreparedTx>,
+        respond: oneshot::Sender<Result<Receipt, SubmitError>>,
+    },
+    Heartbeat,
+}
+
+/// The handlers' end of the queue.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    sender: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl SequencerHandle {
+    /// Queues a prepared transaction and waits until it is durable (or refused).
+    pub async fn submit(&self, tx: PreparedTx) -> Result<Receipt, SubmitError> {
+        if !self.shared.accepting_writes() {
+            return Err(SubmitError::NotAccepting);
+        }
+        let (respond, response) = oneshot::channel();
+        let command = Command::Submit {
+            tx: Box::new(tx),
+            respond,
+        };
+        match self.sender.try_send(command) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(SubmitError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(SubmitError::NotAccepting),
+        }
+        self.shared
+            .metrics
+            .queue_depth
+            .set((self.sender.max_capacity() - self.sender.capacity()) as i64);
+        response.await.unwrap_or(Err(SubmitError::WriterFailed))
+    }
+
+    /// Asks for a sign of life; skipped when the queue is full (the sequencer is busy then anyway).
+    pub fn heartbeat(&self) {
+        let _ = self.sender.try_send(Command::Heartbeat);
+    }
+}
+
+/// Limits of the write path.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencerLimits {
+    /// Queue capacity.
+    pub queue_max: usize,
+    /// Transactions per commit group.
+    pub group_records_max: usize,
+}
+
+/// Starts the sequencer thread. It stops when every handle is dropped (after finishing and syncing
+/// its last group) or when the WAL fails. Returns the handle and the thread to join.
+pub fn spawn(
+    shared: Arc<Shared>,
+    wal: Wal,
+    limits: SequencerLimits,
+) -> std::io::Result<(SequencerHandle, std::thread::JoinHandle<()>)> {
+    assert!(limits.queue_max > 0 && limits.group_records_max > 0);
+    let (sender, receiver) = mpsc::channel(limits.queue_max);
+    let handle = SequencerHandle {
+        sender,
+        shared: shared.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("per-sequencer".to_owned())
+        .spawn(move || Sequencer::new(shared, wal, limits).run(receiver))?;
+    Ok((handle, thread))
+}
+
+struct Sequencer {
+    shared: Arc<Shared>,
+    wal: Wal,
+    limits: SequencerLimits,
+    /// Reused encoding buffers for a group's records.
+    records: Vec<Vec<u8>>,
+}
+
+type Responder = oneshot::Sender<Result<Receipt, SubmitError>>;
+
+/// How a request of the group will be answered once the group is durable.
+enum Answer {
+    Receipt([u8; 32]),
+    Error(SubmitError),
+}
+
+impl Sequencer {
+    fn new(shared: Arc<Shared>, wal: Wal, limits: SequencerLimits) -> Sequencer {
+        Sequencer {
+            shared,
+            wal,
+            limits,
+            records: Vec::new(),
+        }
+    }
+
+    fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        let mut group: Vec<(Box<PreparedTx>, Responder)> =
+            Vec::with_capacity(self.limits.group_records_max);
+        while let Some(first) = receiver.blocking_recv() {
+            self.shared.heartbeat();
+            push_command(&mut group, first);
+            while group.len() < self.limits.group_records_max {
+                match receiver.try_recv() {
+                    Ok(command) => push_command(&mut group, command),
+                    Err(_) => break,
+                }
+            }
+            self.shared.metrics.queue_depth.set(receiver.len() as i64);
+            if group.is_empty() {
+                continue;
+            }
+            if !self.commit_group(&mut group) {
+                // Poisoned: refuse everything still queued, then stop.
+                receiver.close();
+                while let Ok(command) = receiver.try_recv() {
+                    if let Command::Submit { respond, .. } = command {
+                        let _ = respond.send(Err(SubmitError::WriterFailed));
+                    }
+                }
+                return;
+            }
+        }
+        tracing::info!("sequencer stopped: queue closed and last group synced");
+    }
+
+    /// Applies, seals, logs and syncs one group, then answers it. Returns false if the WAL failed.
+    fn commit_group(&mut self, group: &mut Vec<(Box<PreparedTx>, Responder)>) -> bool {
+        let started = Instant::now();
+        let Some(mut state) = self.shared.write_state() else {
+            self.fail_all(group.drain(..).map(|(_, r)| r));
+            self.shared.poison();
+            return false;
+        };
+        let epoch = self.shared.epoch;
+        let first_seq = state.seq() + 1;
+        let timestamp_ms = unix_millis();
+        let mut answers = Vec::with_capacity(group.len());
+        let mut used = 0;
+        for (tx, respond) in group.drain(..) {
+            let answer = match state.execute(&tx) {
+                Ok(Execution::Applied(effects)) => {
+                    self.shared.metrics.count_tx(tx.kind.as_str(), "accepted");
+                    let record = WalRecord::Tx {
+                        seq: state.seq(),
+                        epoch,
+                        timestamp_ms,
+                        effects,
+                    };
+                    encode_into(&mut self.records, used, &record);
+                    used += 1;
+                    Answer::Receipt(tx.digest)
+                }
+                Ok(Execution::Duplicate(receipt)) => {
+                    self.shared.metrics.count_tx(tx.kind.as_str(), "duplicate");
+                    Answer::Receipt(receipt.receipt_id)
+                }
+                Err(error) => {
+                    self.shared.metrics.count_tx(tx.kind.as_str(), error.name());
+                    Answer::Error(SubmitError::Rejected(error))
+                }
+            };
+            answers.push((respond, answer));
+        }
+        if used > 0 {
+            let root = state.seal_group();
+            let end = WalRecord::GroupEnd {
+                seq_last: state.seq(),
+                epoch,
+                timestamp_ms,
+                root,
+            };
+            encode_into(&mut self.records, used, &end);
+            used += 1;
+            let frames: Vec<&[u8]> = self.records[..used].iter().map(Vec::as_slice).collect();
+            match self.wal.append_group(first_seq, &frames) {
+                Ok(stats) => {
+                    let metrics = &self.shared.metrics;
+                    metrics
+                        .fsync_duration
+                        .observe(stats.sync_duration.as_secs_f64());
+                    metrics.wal_bytes.inc_by(stats.bytes);
+                    metrics.commit_group_size.observe((used - 1) as f64);
+                    metrics.seq.set(state.seq() as i64);
+                    metrics.pending_transactions.set(state.seq() as i64);
+                    if stats.segment_rotated {
+                        tracing::info!(first_seq, "WAL segment rotated");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(
+                        %error,
+                        first_seq,
+                        "WAL append failed: writer poisoned, no further acknowledgements; exiting"
+                    );
+                    self.shared.poison();
+                    drop(state);
+                    self.fail_all(answers.into_iter().map(|(r, _)| r));
+                    return false;
+                }
+            }
+        }
+        // Durable: resolve receipts under the same lock, then answer outside it.
+        let replies: Vec<(Responder, Result<Receipt, SubmitError>)> = answers
+            .into_iter()
+            .map(|(respond, answer)| {
+                let reply = match answer {
+                    Answer::Receipt(id) => {
+                        state.receipt(&id).cloned().ok_or(SubmitError::WriterFailed)
+                    }
+                    Answer::Error(error) => Err(error),
+                };
+                (respond, reply)
+            })
+            .collect();
+        drop(state);
+        self.shared
+            .metrics
+            .commit_group_duration
+            .observe(started.elapsed().as_secs_f64());
+        for (respond, reply) in replies {
+            let _ = respond.send(reply);
+        }
+        !self.shared.flags.poisoned.load(Ordering::Acquire)
+    }
+
+    fn fail_all(&self, responders: impl Iterator<Item = Responder>) {
+        for respond in responders {
+            let _ = respond.send(Err(SubmitError::WriterFailed));
+        }
+    }
+}
+
+fn push_command(group: &mut Vec<(Box<PreparedTx>, Responder)>, command: Command) {
+    if let Command::Submit { tx, respond } = command {
+        group.push((tx, respond));
+    }
+}
+
+fn encode_into(buffers: &mut Vec<Vec<u8>>, index: usize, record: &WalRecord) {
+    let bytes = record.encode();
+    if index < buffers.len() {
+        buffers[index] = bytes;
+    } else {
+        buffers.push(bytes);
+    }
+}
+
+/// How often the runtime pings the sequencer for `/health.last_heartbeat`.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
