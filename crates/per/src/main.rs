@@ -1,19 +1,9 @@
-//! `per`: the executor of NoirWire's Private Ephemeral Rollup and its operator CLI.
-//!
-//! `main` only parses the command line, runs the verb and maps its error to the contract's exit
-//! codes (0 ok, 1 a check found a problem, 2 usage/configuration, 3 dependency unreachable,
-//! 4 refused because of state).
-
-mod api;
-mod cli;
-mod config;
-mod logging;
-mod metrics;
-mod node;
-mod sequencer;
-mod tokens;
+//! `per`: parses the command line, runs the verb, and maps its error to the contract's exit codes
+//! (0 ok, 1 a check found a problem, 2 usage/configuration, 3 dependency unreachable, 4 refused
+//! because of state).
 
 use clap::Parser;
+use per::cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,0 +1,6 @@
+//! Client side of the API: a wallet that makes notes and request bodies, and a small HTTP client.
+//! Used by `per loadgen`, the process-level tests and the README walkthrough (`per note`).
+
+pub mod wallet;
+
+pub use wallet::{OwnedNote, Wallet};
