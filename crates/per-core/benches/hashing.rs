@@ -1,5 +1,7 @@
 //! Poseidon2 permutations/s and merkle updates/s: the physical bound of the write path.
 
+#![allow(clippy::expect_used)]
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use per_core::{Field, MerkleTree, poseidon2};
 use std::hint::black_box;

@@ -170,7 +170,7 @@ mod tests {
             "12",
             "0x123",
             &format!("0x{}", "g".repeat(64)),
-            &format!("{}", "0".repeat(66)),
+            &"0".repeat(66),
         ] {
             assert_eq!(Field::from_hex(bad), Err(FieldError::BadHex), "{bad}");
         }

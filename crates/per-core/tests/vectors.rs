@@ -1,5 +1,7 @@
 //! Reproduces every value of `shared/vectors/noir_poseidon2.json` (Noir / Barretenberg / NoirWire).
 
+#![allow(clippy::expect_used)]
+
 use per_core::merkle::empty_subtree_roots;
 use per_core::{Field, Note, poseidon2};
 use serde_json::Value;

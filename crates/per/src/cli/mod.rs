@@ -1,6 +1,7 @@
 //! The command line: one file per verb; this file only dispatches and maps errors to exit codes.
 
 pub mod loadgen;
+pub mod note;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ enum Verb {
     Serve(serve::ServeArgs),
     /// Open-loop load generator: deposits, then transfers spending real notes.
     Loadgen(loadgen::LoadgenArgs),
+    /// Make a fresh note (opening, secrets, commitment, nullifier) as JSON for API clients.
+    Note(note::NoteArgs),
 }
 
 impl Cli {
@@ -28,6 +31,7 @@ impl Cli {
         match self.verb {
             Verb::Serve(args) => serve::exec(args),
             Verb::Loadgen(args) => loadgen::exec(args),
+            Verb::Note(args) => note::exec(args),
         }
     }
 }
