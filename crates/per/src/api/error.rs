@@ -79,8 +79,10 @@ impl From<SubmitError> for ApiError {
                 ApiError::Halted("the node is not accepting writes".to_owned())
             }
             SubmitError::Rejected(e) => e.into(),
+            // Not "rejected": the write may have reached the log before its sync failed, so the
+            // transaction can be present after the restart. Resubmitting it is safe.
             SubmitError::WriterFailed => ApiError::Halted(
-                "the write-ahead log failed; the transaction was not accepted".to_owned(),
+                "the write-ahead log failed before this transaction was acknowledged; it may or may not be applied after the node restarts: resubmit the identical request then to learn its outcome".to_owned(),
             ),
         }
     }
