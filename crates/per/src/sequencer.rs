@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 pub enum SubmitError {
     /// The queue is full; retry later.
     Overloaded,
-    /// The node is not taking writes (shutting down or poisoned).
+    /// The node is shutting down gracefully: retry on another node or after restart.
+    Draining,
+    /// The node is not taking writes (the writer failed).
     NotAccepting,
     /// A stateful rule rejected the transaction.
     Rejected(TxError),
@@ -47,7 +49,11 @@ impl SequencerHandle {
     /// Queues a prepared transaction and waits until it is durable (or refused).
     pub async fn submit(&self, tx: PreparedTx) -> Result<Receipt, SubmitError> {
         if !self.shared.accepting_writes() {
-            return Err(SubmitError::NotAccepting);
+            return Err(if self.shared.flags.poisoned.load(Ordering::Acquire) {
+                SubmitError::NotAccepting
+            } else {
+                SubmitError::Draining
+            });
         }
         let (respond, response) = oneshot::channel();
         let command = Command::Submit {
@@ -57,7 +63,7 @@ impl SequencerHandle {
         match self.sender.try_send(command) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(SubmitError::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(SubmitError::NotAccepting),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(SubmitError::Draining),
         }
         self.shared
             .metrics

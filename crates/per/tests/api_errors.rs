@@ -409,6 +409,17 @@ fn every_error_name_with_status_body_and_no_state_change() {
         let resp = send(&api, path, body);
         rejected(&api, &before, &resp, 400, "InvalidRequest", what);
     }
+    // A value of the wrong type is not echoed back (it may be a secret); the field position is.
+    let mut secret_as_number = transfer_of(&b, &[&fresh(&mut wallet, &mut secrets, 500)]);
+    secret_as_number["sender"]["secret"] = json!(987_654_321_987u64);
+    let resp = send(&api, "/transfer", &secret_as_number);
+    rejected(&api, &before, &resp, 400, "InvalidRequest", "secret of the wrong type");
+    assert!(
+        !resp.text.contains("987654321987"),
+        "the error echoes the value sent: {}",
+        resp.text
+    );
+    assert!(resp.text.contains("line 1 column"), "{}", resp.text);
     // The first use of a reference is fine; the second (another commitment) is refused.
     let first = send(&api, "/deposit", &first_use);
     assert_eq!(first.status, 200, "{}", first.text);

@@ -25,6 +25,8 @@ pub enum ApiError {
     Overloaded,
     /// 503: the node is not taking writes.
     Halted(String),
+    /// 503: the node is shutting down or draining; retry elsewhere or later.
+    Draining,
 }
 
 impl ApiError {
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "PayloadTooLarge",
             ApiError::Overloaded => "Overloaded",
             ApiError::Halted(_) => "Halted",
+            ApiError::Draining => "Draining",
         }
     }
 
@@ -47,7 +50,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Overloaded | ApiError::Halted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::Halted(_) | ApiError::Draining => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -58,6 +63,9 @@ impl ApiError {
             ApiError::Unauthorized => "missing or invalid bearer token".to_owned(),
             ApiError::PayloadTooLarge => "request body is too large".to_owned(),
             ApiError::Overloaded => "the sequencer queue is full; retry later".to_owned(),
+            ApiError::Draining => {
+                "the node is shutting down and takes no new writes; retry".to_owned()
+            }
         }
     }
 }
@@ -75,6 +83,7 @@ impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> Self {
         match error {
             SubmitError::Overloaded => ApiError::Overloaded,
+            SubmitError::Draining => ApiError::Draining,
             SubmitError::NotAccepting => {
                 ApiError::Halted("the node is not accepting writes".to_owned())
             }
@@ -97,7 +106,7 @@ impl IntoResponse for ApiError {
             "code": status.as_u16(),
         });
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, ApiError::Overloaded) {
+        if matches!(self, ApiError::Overloaded | ApiError::Draining) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -61,8 +61,28 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> R
             ApiError::InvalidRequest("could not read the request body".to_owned())
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        // serde_json's messages name fields and positions, not values.
-        ApiError::InvalidRequest(format!("invalid JSON body: {e}"))
-    })
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidRequest(json_error_message(&e)))
+}
+
+/// A parse error's message without the offending value: serde quotes values in "invalid type" and
+/// "invalid value" errors, and a value may be a secret. Field names and positions are kept.
+fn json_error_message(error: &serde_json::Error) -> String {
+    let at = format!("line {} column {}", error.line(), error.column());
+    match error.classify() {
+        serde_json::error::Category::Data => {
+            let text = error.to_string();
+            if text.starts_with("invalid type") || text.starts_with("invalid value") {
+                let expected = text
+                    .split_once(", expected ")
+                    .map(|(_, rest)| rest.split(" at line ").next().unwrap_or(rest))
+                    .unwrap_or("another type");
+                format!("invalid JSON body: wrong type or value at {at}, expected {expected}")
+            } else {
+                format!("invalid JSON body: {text}")
+            }
+        }
+        serde_json::error::Category::Syntax => format!("malformed JSON at {at}"),
+        serde_json::error::Category::Eof => "truncated JSON body".to_owned(),
+        serde_json::error::Category::Io => "could not read the request body".to_owned(),
+    }
 }
