@@ -413,7 +413,14 @@ fn every_error_name_with_status_body_and_no_state_change() {
     let mut secret_as_number = transfer_of(&b, &[&fresh(&mut wallet, &mut secrets, 500)]);
     secret_as_number["sender"]["secret"] = json!(987_654_321_987u64);
     let resp = send(&api, "/transfer", &secret_as_number);
-    rejected(&api, &before, &resp, 400, "InvalidRequest", "secret of the wrong type");
+    rejected(
+        &api,
+        &before,
+        &resp,
+        400,
+        "InvalidRequest",
+        "secret of the wrong type",
+    );
     assert!(
         !resp.text.contains("987654321987"),
         "the error echoes the value sent: {}",
