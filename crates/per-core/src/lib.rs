@@ -7,6 +7,7 @@
 //! same roots out, which is what makes replay, standbys and property tests possible.
 
 pub mod field;
+pub mod image;
 pub mod merkle;
 pub mod note;
 pub mod poseidon2;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod tx;
 
 pub use field::{Field, FieldError};
+pub use image::{IMAGE_FORMAT_VERSION, ImageError, StateDelta, StateImage, TreeCheck};
 pub use merkle::{LEAF_CAPACITY, MerkleTree, TREE_DEPTH, TreeError, empty_root, root_from_proof};
 pub use note::{Note, nullifier};
 pub use receipts::Receipt;

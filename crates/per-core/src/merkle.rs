@@ -40,6 +40,9 @@ pub enum TreeError {
     /// The index is at or past the next never-used leaf.
     #[error("leaf index {0} has never been assigned")]
     Unassigned(u64),
+    /// Stored levels do not form a tree with the stated root.
+    #[error("stored tree levels do not form a tree with the stated root")]
+    BadShape,
 }
 
 /// The commitment tree. Reads of roots and proofs see the state as of the last [`MerkleTree::commit`].
@@ -80,6 +83,40 @@ impl MerkleTree {
         tree.levels[0] = leaves;
         tree.commit();
         Ok(tree)
+    }
+
+    /// Rebuilds a tree from stored levels (a snapshot image) without rehashing: checks only the
+    /// shape and that the top node is `root`. Integrity of the values is the snapshot's checksum's
+    /// job; `from_leaves` is the full check (used by `verify-snapshot` and in the background).
+    pub fn from_levels(levels: Vec<Vec<Field>>, root: Field) -> Result<MerkleTree, TreeError> {
+        if levels.len() != TREE_DEPTH + 1 || levels[0].len() as u64 > LEAF_CAPACITY {
+            return Err(TreeError::BadShape);
+        }
+        for level in 1..=TREE_DEPTH {
+            if levels[level].len() != levels[level - 1].len().div_ceil(2) {
+                return Err(TreeError::BadShape);
+            }
+        }
+        let tree = MerkleTree {
+            zeros: empty_subtree_roots(),
+            levels,
+            dirty: Vec::new(),
+            root,
+        };
+        let top = tree.levels[TREE_DEPTH]
+            .first()
+            .copied()
+            .unwrap_or(tree.zeros[TREE_DEPTH]);
+        if top != root {
+            return Err(TreeError::BadShape);
+        }
+        Ok(tree)
+    }
+
+    /// Every level, leaves first (for snapshot images).
+    pub fn levels(&self) -> &[Vec<Field>] {
+        debug_assert!(self.dirty.is_empty(), "images are taken between commits");
+        &self.levels
     }
 
     /// The index the next new leaf will take.

@@ -9,7 +9,7 @@ use crate::tx::{TxEffects, TxKind};
 use std::collections::{HashMap, VecDeque};
 
 /// The durable answer to an accepted transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Receipt {
     /// Digest of the canonical request.
     pub receipt_id: [u8; 32],
@@ -82,6 +82,11 @@ impl ReceiptBook {
         if let Some(receipt) = self.by_id.get_mut(id) {
             receipt.new_root = Some(root);
         }
+    }
+
+    /// Receipts from oldest to newest (snapshot images keep this order, so eviction replays alike).
+    pub fn iter(&self) -> impl Iterator<Item = &Receipt> {
+        self.order.iter().filter_map(|id| self.by_id.get(id))
     }
 
     /// Number of receipts held.

@@ -80,15 +80,17 @@ pub enum ReplayError {
 /// The executor's private state.
 #[derive(Clone)]
 pub struct State {
-    tree: MerkleTree,
-    nullifiers: HashSet<Field>,
-    pending_nullifiers: Vec<Field>,
-    deposit_refs: HashSet<[u8; 32]>,
-    receipts: ReceiptBook,
-    pending_withdrawals: Vec<PendingWithdrawal>,
+    pub(crate) tree: MerkleTree,
+    pub(crate) nullifiers: HashSet<Field>,
+    pub(crate) pending_nullifiers: Vec<Field>,
+    pub(crate) deposit_refs: HashSet<[u8; 32]>,
+    pub(crate) receipts: ReceiptBook,
+    pub(crate) pending_withdrawals: Vec<PendingWithdrawal>,
     /// Receipts of the open commit group, whose root is filled in at seal time.
-    open_group: Vec<[u8; 32]>,
-    seq: u64,
+    pub(crate) open_group: Vec<[u8; 32]>,
+    pub(crate) seq: u64,
+    /// Root logged by the last group replayed without hashing (checked by `verify_deferred`).
+    pub(crate) deferred_root: Option<Field>,
 }
 
 impl State {
@@ -103,6 +105,7 @@ impl State {
             pending_withdrawals: Vec::new(),
             open_group: Vec::new(),
             seq: 0,
+            deferred_root: None,
         }
     }
 
@@ -311,6 +314,29 @@ impl State {
             });
         }
         Ok(())
+    }
+
+    /// Closes a replayed group *without hashing*: its receipts take the logged root, and the
+    /// tree is rehashed once by [`State::verify_deferred`] for the whole replay. Recovery uses this
+    /// so that replaying many groups costs one batched rehash instead of one per group.
+    pub fn close_replayed_group_deferred(&mut self, logged: Field) {
+        for digest in self.open_group.drain(..) {
+            self.receipts.set_root(&digest, logged);
+        }
+        self.deferred_root = Some(logged);
+    }
+
+    /// Rehashes everything replayed since the last check and compares with the last logged root.
+    pub fn verify_deferred(&mut self) -> Result<(), ReplayError> {
+        let computed = self.tree.commit();
+        match self.deferred_root.take() {
+            Some(logged) if logged != computed => Err(ReplayError::RootMismatch {
+                seq: self.seq,
+                logged,
+                computed,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The merkle proof of a leaf as of the last sealed group.
