@@ -21,7 +21,7 @@ pub struct StateLimits {
 impl Default for StateLimits {
     fn default() -> Self {
         StateLimits {
-            receipts_max: 1_000_000,
+            receipts_max: 100_000,
         }
     }
 }

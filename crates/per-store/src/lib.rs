@@ -7,9 +7,17 @@
 //! [`WalError`] naming the segment and offset). [`WalOptions`] carries the limits. Snapshots,
 //! encryption at rest and backup targets will live beside it.
 
+pub mod crypto;
+pub mod snapshot;
 pub mod wal;
 
+pub use crypto::{CryptoError, EncryptionKey, SEAL_OVERHEAD};
+pub use snapshot::{
+    ListedSnapshot, RetentionPlan, SnapshotError, SnapshotFile, SnapshotKind, SnapshotListing,
+    SnapshotMeta,
+};
 pub use wal::{
-    AppendStats, CorruptionKind, FrameDamage, FramePos, RecoveredFrame, Recovery, SegmentSummary,
-    TornTail, Wal, WalError, WalOptions,
+    AppendStats, CorruptionKind, FrameDamage, FramePos, RecoveredFrame, Recovery, SegmentInfo,
+    SegmentSummary, TornTail, Wal, WalError, WalOptions, compress_sealed, delete_segments,
+    first_seq_on_disk, list_segments, plan_wal_retention,
 };

@@ -180,12 +180,18 @@ fn leftover_tmp_is_deleted_unknown_is_reported_and_compressed_refused() {
     assert_eq!(data(&recovery), vec![b"a".to_vec()]);
     drop(wal);
 
-    fs::write(dir.join("00000000000000000000.wal.zst"), b"zstd").unwrap();
-    let err = Wal::open(options(dir)).unwrap_err();
-    assert!(
-        matches!(err, WalError::CompressedSegmentUnsupported { .. }),
-        "{err}"
-    );
+    // A compressed segment is read, not skipped: one that does not decompress is corruption
+    // naming it.
+    let zst = dir.join("00000000000000000000.wal.zst");
+    fs::write(&zst, b"zstd").unwrap();
+    match Wal::open(options(dir)).unwrap_err() {
+        WalError::Corrupt {
+            segment,
+            kind: per_store::CorruptionKind::Decompression { .. },
+            ..
+        } => assert_eq!(segment, zst),
+        other => panic!("expected a decompression error, got {other}"),
+    }
 }
 
 #[test]

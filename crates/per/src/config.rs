@@ -65,6 +65,14 @@ pub struct Limits {
     pub pending_tx_degraded_max: u64,
     /// Seconds without a snapshot above which `/health` degrades (runbook: 5 min).
     pub snapshot_lag_degraded_secs_max: u64,
+    /// A snapshot every this many transactions (runbook: 100).
+    pub snapshot_every_txs: u64,
+    /// Delta snapshots on one full snapshot before the next full one.
+    pub snapshot_delta_chain_max: u32,
+    /// Restore points retention always keeps (runbook: "check last 10 snapshots").
+    pub snapshot_restore_points_min: usize,
+    /// Snapshot jobs waiting for the writer thread.
+    pub snapshot_jobs_max: usize,
 }
 
 impl Default for Limits {
@@ -75,11 +83,15 @@ impl Default for Limits {
             body_bytes_max: 16 * 1024,
             segment_bytes_max: 64 * 1024 * 1024,
             record_bytes_max: 1024 * 1024,
-            receipts_max: 1_000_000,
+            receipts_max: 100_000,
             connections_max: 4096,
             shutdown_grace_secs: 10,
             pending_tx_degraded_max: 10_000,
             snapshot_lag_degraded_secs_max: 300,
+            snapshot_every_txs: 100,
+            snapshot_delta_chain_max: 100,
+            snapshot_restore_points_min: 10,
+            snapshot_jobs_max: 4,
         }
     }
 }
@@ -106,6 +118,8 @@ pub struct FileConfig {
     pub admin_token_file: Option<PathBuf>,
     /// `PER_DEPOSIT_TOKEN_FILE`.
     pub deposit_token_file: Option<PathBuf>,
+    /// `PER_ENCRYPTION_KEY_FILE`.
+    pub encryption_key_file: Option<PathBuf>,
     /// Bounds.
     pub limits: Limits,
 }
@@ -170,6 +184,12 @@ impl Limits {
             ("receipts_max", self.receipts_max as u64),
             ("connections_max", self.connections_max as u64),
             ("record_bytes_max", u64::from(self.record_bytes_max)),
+            ("snapshot_every_txs", self.snapshot_every_txs),
+            (
+                "snapshot_restore_points_min",
+                self.snapshot_restore_points_min as u64,
+            ),
+            ("snapshot_jobs_max", self.snapshot_jobs_max as u64),
         ];
         for (name, value) in positive {
             if value == 0 {

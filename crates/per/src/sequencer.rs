@@ -7,6 +7,7 @@
 //! depend on the group's earlier transactions. A WAL failure poisons the node: nothing after it is
 //! acknowledged, and the process exits non-zero.
 
+use crate::node::snapshotter::{SnapshotPlanner, SnapshotResponder};
 use crate::node::{Shared, unix_millis};
 use per_core::{Execution, PreparedTx, Receipt, TxError, WalRecord};
 use per_store::Wal;
@@ -22,6 +23,8 @@ pub enum SubmitError {
     Overloaded,
     /// The node is shutting down gracefully: retry on another node or after restart.
     Draining,
+    /// An operator halted writes.
+    Halted,
     /// The node is not taking writes (the writer failed).
     NotAccepting,
     /// A stateful rule rejected the transaction.
@@ -36,6 +39,10 @@ enum Command {
         respond: oneshot::Sender<Result<Receipt, SubmitError>>,
     },
     Heartbeat,
+    Snapshot {
+        full: bool,
+        respond: SnapshotResponder,
+    },
 }
 
 /// The handlers' end of the queue.
@@ -49,8 +56,11 @@ impl SequencerHandle {
     /// Queues a prepared transaction and waits until it is durable (or refused).
     pub async fn submit(&self, tx: PreparedTx) -> Result<Receipt, SubmitError> {
         if !self.shared.accepting_writes() {
-            return Err(if self.shared.flags.poisoned.load(Ordering::Acquire) {
+            let flags = &self.shared.flags;
+            return Err(if flags.poisoned.load(Ordering::Acquire) {
                 SubmitError::NotAccepting
+            } else if flags.halted.load(Ordering::Acquire) {
+                SubmitError::Halted
             } else {
                 SubmitError::Draining
             });
@@ -70,6 +80,20 @@ impl SequencerHandle {
             .queue_depth
             .set((self.sender.max_capacity() - self.sender.capacity()) as i64);
         response.await.unwrap_or(Err(SubmitError::WriterFailed))
+    }
+
+    /// Asks for a snapshot at the next group boundary; answers once it is written.
+    pub async fn snapshot(
+        &self,
+        full: bool,
+    ) -> Result<crate::node::snapshotter::SnapshotOutcome, String> {
+        let (respond, response) = oneshot::channel();
+        self.sender
+            .try_send(Command::Snapshot { full, respond })
+            .map_err(|_| "the sequencer queue is full or closed; retry".to_owned())?;
+        response
+            .await
+            .unwrap_or_else(|_| Err("snapshots are not running".to_owned()))
     }
 
     /// Asks for a sign of life; skipped when the queue is full (the sequencer is busy then anyway).
@@ -93,6 +117,7 @@ pub fn spawn(
     shared: Arc<Shared>,
     wal: Wal,
     limits: SequencerLimits,
+    snapshots: Option<SnapshotPlanner>,
 ) -> std::io::Result<(SequencerHandle, std::thread::JoinHandle<()>)> {
     assert!(limits.queue_max > 0 && limits.group_records_max > 0);
     let (sender, receiver) = mpsc::channel(limits.queue_max);
@@ -102,7 +127,7 @@ pub fn spawn(
     };
     let thread = std::thread::Builder::new()
         .name("per-sequencer".to_owned())
-        .spawn(move || Sequencer::new(shared, wal, limits).run(receiver))?;
+        .spawn(move || Sequencer::new(shared, wal, limits, snapshots).run(receiver))?;
     Ok((handle, thread))
 }
 
@@ -112,6 +137,12 @@ struct Sequencer {
     limits: SequencerLimits,
     /// Reused encoding buffers for a group's records.
     records: Vec<Vec<u8>>,
+    /// Decides and hands off snapshots (None: snapshots off, e.g. in unit tests).
+    snapshots: Option<SnapshotPlanner>,
+    /// Snapshot requests waiting for the end of the current group.
+    snapshot_requests: Vec<(bool, SnapshotResponder)>,
+    /// Whether a heartbeat arrived with the current batch of commands.
+    ticked: bool,
 }
 
 type Responder = oneshot::Sender<Result<Receipt, SubmitError>>;
@@ -123,12 +154,52 @@ enum Answer {
 }
 
 impl Sequencer {
-    fn new(shared: Arc<Shared>, wal: Wal, limits: SequencerLimits) -> Sequencer {
+    fn new(
+        shared: Arc<Shared>,
+        wal: Wal,
+        limits: SequencerLimits,
+        snapshots: Option<SnapshotPlanner>,
+    ) -> Sequencer {
         Sequencer {
             shared,
             wal,
             limits,
             records: Vec::new(),
+            snapshots,
+            snapshot_requests: Vec::new(),
+            ticked: false,
+        }
+    }
+
+    fn push_command(&mut self, group: &mut Vec<(Box<PreparedTx>, Responder)>, command: Command) {
+        match command {
+            Command::Submit { tx, respond } => group.push((tx, respond)),
+            Command::Heartbeat => self.ticked = true,
+            Command::Snapshot { full, respond } => self.snapshot_requests.push((full, respond)),
+        }
+    }
+
+    /// Time triggers and explicit requests, between groups (the state is sealed and durable).
+    fn after_commands(&mut self) {
+        let ticked = std::mem::take(&mut self.ticked);
+        let requests = std::mem::take(&mut self.snapshot_requests);
+        if !ticked && requests.is_empty() {
+            return;
+        }
+        let Some(planner) = self.snapshots.as_mut() else {
+            for (_, respond) in requests {
+                let _ = respond.send(Err("snapshots are disabled".to_owned()));
+            }
+            return;
+        };
+        let Some(state) = self.shared.read_state() else {
+            return;
+        };
+        if ticked {
+            planner.on_tick(&state);
+        }
+        for (full, respond) in requests {
+            planner.request(&state, full, Some(respond));
         }
     }
 
@@ -137,18 +208,21 @@ impl Sequencer {
             Vec::with_capacity(self.limits.group_records_max);
         while let Some(first) = receiver.blocking_recv() {
             self.shared.heartbeat();
-            push_command(&mut group, first);
+            self.push_command(&mut group, first);
             while group.len() < self.limits.group_records_max {
                 match receiver.try_recv() {
-                    Ok(command) => push_command(&mut group, command),
+                    Ok(command) => self.push_command(&mut group, command),
                     Err(_) => break,
                 }
             }
             self.shared.metrics.queue_depth.set(receiver.len() as i64);
             if group.is_empty() {
+                self.after_commands();
                 continue;
             }
-            if !self.commit_group(&mut group) {
+            let committed = self.commit_group(&mut group);
+            self.after_commands();
+            if !committed {
                 // Poisoned: refuse everything still queued, then stop.
                 receiver.close();
                 while let Ok(command) = receiver.try_recv() {
@@ -175,10 +249,14 @@ impl Sequencer {
         let timestamp_ms = unix_millis();
         let mut answers = Vec::with_capacity(group.len());
         let mut used = 0;
+        let mut logged = Vec::new();
         for (tx, respond) in group.drain(..) {
             let answer = match state.execute(&tx) {
                 Ok(Execution::Applied(effects)) => {
                     self.shared.metrics.count_tx(tx.kind.as_str(), "accepted");
+                    if self.snapshots.is_some() {
+                        logged.push((state.seq(), effects.clone()));
+                    }
                     let record = WalRecord::Tx {
                         seq: state.seq(),
                         epoch,
@@ -224,6 +302,9 @@ impl Sequencer {
                     if stats.segment_rotated {
                         tracing::info!(first_seq, "WAL segment rotated");
                     }
+                    if let Some(planner) = self.snapshots.as_mut() {
+                        planner.after_group(&state, logged, root);
+                    }
                 }
                 Err(error) => {
                     tracing::error!(
@@ -266,12 +347,6 @@ impl Sequencer {
         for respond in responders {
             let _ = respond.send(Err(SubmitError::WriterFailed));
         }
-    }
-}
-
-fn push_command(group: &mut Vec<(Box<PreparedTx>, Responder)>, command: Command) {
-    if let Command::Submit { tx, respond } = command {
-        group.push((tx, respond));
     }
 }
 

@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 /// What went wrong with one WAL operation.
 ///
-/// The binary maps these to exit codes: [`WalError::Corrupt`], [`WalError::ForeignSegment`],
-/// [`WalError::UnsupportedVersion`] and [`WalError::CompressedSegmentUnsupported`] mean "refuse to
-/// start, follow the runbook"; [`WalError::Io`] and [`WalError::Poisoned`] mean "the disk failed".
+/// The binary maps these to exit codes: [`WalError::Corrupt`], [`WalError::ForeignSegment`] and
+/// [`WalError::UnsupportedVersion`] mean "refuse to start, follow the runbook";
+/// [`WalError::KeyRequired`] and [`WalError::WrongKey`] mean "configure the right key";
+/// [`WalError::Io`] and [`WalError::Poisoned`] mean "the disk failed".
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     /// A system call on `path` failed. During an append this also poisons the writer.
@@ -74,15 +75,40 @@ pub enum WalError {
         supported: u16,
     },
 
-    /// A compressed sealed segment (`.wal.zst`) exists; this binary cannot read it, and skipping it
-    /// would silently lose records.
+    /// The segment is encrypted and no key is configured, so its records cannot be read (and
+    /// skipping them would silently lose records).
     #[error(
-        "WAL segment {} is compressed, which this binary cannot read; refusing to skip it",
+        "WAL segment {} is encrypted and no encryption key is configured (set PER_ENCRYPTION_KEY_FILE); refusing to start",
         segment.display()
     )]
-    CompressedSegmentUnsupported {
-        /// The compressed segment file.
+    KeyRequired {
+        /// The encrypted segment file.
         segment: PathBuf,
+    },
+
+    /// The segment was encrypted with another key than the configured one.
+    #[error(
+        "WAL segment {} was written with encryption key {expected_key_id}, but the configured key is {configured_key_id}; refusing to start",
+        segment.display()
+    )]
+    WrongKey {
+        /// The encrypted segment file.
+        segment: PathBuf,
+        /// Id of the key in the segment header (the key needed to read it).
+        expected_key_id: KeyIdHex,
+        /// Id of the configured key.
+        configured_key_id: KeyIdHex,
+    },
+
+    /// A segment operation ([`compress_sealed`](super::compress_sealed),
+    /// [`delete_segments`](super::delete_segments)) was refused before anything changed: for
+    /// example the segment is the live one, or the path is not a segment of the directory.
+    #[error("refusing WAL segment operation on {}: {reason}", segment.display())]
+    SegmentRefused {
+        /// The path the caller named.
+        segment: PathBuf,
+        /// Why not.
+        reason: &'static str,
     },
 
     /// Another `Wal` in this or another process holds the directory lock.
@@ -187,6 +213,31 @@ pub enum CorruptionKind {
         /// Bytes left in the file from that offset.
         available: u64,
     },
+    /// A frame of an encrypted segment has an intact CRC32C but fails authentication with the
+    /// configured key (whose id matches the header): its bytes were modified and the CRC recomputed,
+    /// or the frame was moved from another segment or offset. Its data is never returned.
+    #[error(
+        "frame has a valid checksum but fails authentication (modified, or moved from another position)"
+    )]
+    Unauthenticated,
+    /// A compressed segment (`.wal.zst`) does not decompress. Offsets in compressed segments are
+    /// offsets in the decompressed bytes; this one is always 0.
+    #[error("compressed segment does not decompress: {reason}")]
+    Decompression {
+        /// The decompressor's message.
+        reason: String,
+    },
+    /// Both `X.wal` and `X.wal.zst` exist (a compression interrupted between its rename and the
+    /// deletion of the original) but they do not hold the same bytes, so neither can be trusted
+    /// over the other. The offset is the first differing byte.
+    #[error(
+        "compressed copy differs from the uncompressed segment {} (both exist; an operator must decide which to keep)",
+        uncompressed.display()
+    )]
+    CompressedCopyDiffers {
+        /// The `.wal` file beside the `.wal.zst`.
+        uncompressed: PathBuf,
+    },
     /// The last segment has a damaged frame with an intact frame after it: a flipped or overwritten
     /// byte in acknowledged data, not a torn write.
     #[error("{damage}, followed by an intact frame at offset {next_intact_offset}")]
@@ -274,7 +325,8 @@ pub enum HeaderDamage {
         /// CRC32C of the header bytes as read.
         computed: u32,
     },
-    /// Flags or reserved bytes are not zero (version 1 defines none).
+    /// A flag bit this binary does not know is set, or a field guarded by a flag (key id,
+    /// creation time) is non-zero while its flag is clear.
     #[error("unknown flags {flags:#06x} or non-zero reserved bytes")]
     UnknownFlagsOrReserved {
         /// The flags field.
@@ -298,6 +350,19 @@ pub enum HeaderDamage {
 pub struct ClusterIdHex(pub [u8; 16]);
 
 impl fmt::Display for ClusterIdHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An encryption key id printed as 16 hex digits (for error messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyIdHex(pub [u8; 8]);
+
+impl fmt::Display for KeyIdHex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for byte in self.0 {
             write!(f, "{byte:02x}")?;
@@ -331,6 +396,19 @@ mod tests {
             "WAL corruption in /d/wal/00000000000000000001.wal at offset 1234: frame checksum mismatch"
         ));
         assert!(text.ends_with("refusing to start (see docs/RUNBOOK.md, 'State corruption')"));
+    }
+
+    #[test]
+    fn key_errors_name_segment_and_key_ids() {
+        let err = WalError::WrongKey {
+            segment: PathBuf::from("/d/wal/00000000000000000001.wal"),
+            expected_key_id: KeyIdHex([0xab, 0, 0, 0, 0, 0, 0, 1]),
+            configured_key_id: KeyIdHex([0x12; 8]),
+        };
+        let text = err.to_string();
+        assert!(text.contains("/d/wal/00000000000000000001.wal"), "{text}");
+        assert!(text.contains("ab00000000000001"), "{text}");
+        assert!(text.contains("1212121212121212"), "{text}");
     }
 
     #[test]

@@ -5,10 +5,36 @@
 //! checked by the same rules before it is written and after it is read back.
 
 use super::error::FrameDamage;
+use crate::crypto::SEAL_OVERHEAD;
 use std::ops::Range;
 
 /// Bytes a frame adds around its data: the length prefix and the CRC.
 pub const FRAME_OVERHEAD: u64 = 8;
+
+/// Longest frame data on disk for records of at most `record_bytes_max` bytes: sealing adds
+/// [`SEAL_OVERHEAD`] bytes (the limit itself applies to the plaintext).
+pub fn frame_bytes_max(record_bytes_max: u32, encrypted: bool) -> u32 {
+    if encrypted {
+        record_bytes_max.saturating_add(SEAL_OVERHEAD as u32)
+    } else {
+        record_bytes_max
+    }
+}
+
+/// Bytes on disk of the frame holding a record of `record_len` bytes.
+pub fn frame_len(record_len: usize, encrypted: bool) -> u64 {
+    let seal = if encrypted { SEAL_OVERHEAD as u64 } else { 0 };
+    record_len as u64 + seal + FRAME_OVERHEAD
+}
+
+/// The associated data that binds a sealed frame to its place: the segment's first seq and the
+/// frame's byte offset within the segment, both u64 LE. A frame copied elsewhere fails to open.
+pub fn associated_data(segment_first_seq: u64, offset: u64) -> [u8; 16] {
+    let mut ad = [0u8; 16];
+    ad[..8].copy_from_slice(&segment_first_seq.to_le_bytes());
+    ad[8..].copy_from_slice(&offset.to_le_bytes());
+    ad
+}
 
 /// Appends one frame holding `data` to `buffer`.
 ///

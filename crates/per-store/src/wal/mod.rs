@@ -5,7 +5,9 @@
 //!
 //! Entry points: [`Wal::open`] (recover, then write), [`Wal::scan`] (read-only, for verify verbs),
 //! [`Wal::append_group`] (one write and one `fdatasync` per commit group), [`Wal::truncate_after`]
-//! (drop a commit group the caller found incomplete).
+//! (drop a commit group the caller found incomplete). Around sealed segments: [`compress_sealed`]
+//! (to `.wal.zst`, read transparently), [`list_segments`], [`plan_wal_retention`] and
+//! [`delete_segments`] (retention), [`first_seq_on_disk`] (where the WAL starts).
 //!
 //! # Guarantees
 //! - **Ack ⇒ durable.** [`Wal::append_group`] returns `Ok` only after `fdatasync` of the data (and,
@@ -15,7 +17,10 @@
 //!   second fsync could "succeed" without the data.
 //! - **Nothing is skipped silently.** Recovery either returns every intact frame in order, or refuses
 //!   with a typed error naming the segment file and byte offset. The only thing it removes is a torn
-//!   tail, and it keeps a `.broken` copy of those bytes first.
+//!   tail, and it keeps a `.broken` copy of those bytes first (besides leftover `.tmp` files and a
+//!   `.wal.zst` proven identical to its `.wal`, which hold nothing that is not also elsewhere).
+//! - **Never garbage.** With encryption, a frame is returned only after it authenticates at its
+//!   own place; [`Recovery::frames`] always holds plaintext.
 //!
 //! # On-disk format (stable; version 1)
 //! All integers are little-endian.
@@ -29,31 +34,90 @@
 //! - `<segment>.<offset>.broken` (or `<segment>.<offset>.<n>.broken`): bytes cut off a segment
 //!   by recovery or [`Wal::truncate_after`], starting at byte `<offset>`; kept for the operator.
 //! - `<first_seq:020>.wal.tmp`: an unfinished segment creation; [`Wal::open`] deletes it.
-//! - `<first_seq:020>.wal.zst`: reserved for compressed sealed segments. This version cannot read
-//!   them and refuses to start rather than skip one.
+//! - `<first_seq:020>.wal.zst`: a sealed segment compressed by [`compress_sealed`]: the zstd
+//!   compression (one frame, with zstd's content checksum) of the whole segment file, byte for
+//!   byte. Read transparently. Offsets reported for it are offsets in the decompressed bytes
+//!   (`zstd -dc <file> | xxd -s <offset>`). It is always sealed, even when it is the last segment
+//!   (its segment was not the last when it was compressed), so any damage in it is corruption, and
+//!   the next group starts a new segment.
+//! - `<first_seq:020>.wal.zst.tmp`: an unfinished compression (the `.wal` still exists);
+//!   [`Wal::open`] deletes it.
+//! - Both `X.wal` and `X.wal.zst`: a crash between the compression's rename and its deletion of the
+//!   `.wal`. Recovery decompresses the `.zst` and compares: identical → the `.wal` is read and
+//!   [`Wal::open`] deletes the `.zst` (listed in [`Recovery::duplicate_compressed`];
+//!   [`compress_sealed`] can simply run again); different, or the `.zst` does not decompress →
+//!   [`WalError::Corrupt`] naming the `.zst` ([`CorruptionKind::CompressedCopyDiffers`] or
+//!   [`CorruptionKind::Decompression`]): neither copy is trusted over the other, an operator
+//!   decides. Keeping the `.wal` (rather than completing the compression) leaves the directory as
+//!   it was before the interrupted operation, and deletes only a file proven redundant.
 //!
 //! Any other file is reported (a `tracing` warning and [`Recovery::unknown_files`]) and left alone.
 //!
 //! ## Segment header (64 bytes)
-//! | offset | size | field                                                  |
-//! |-------:|-----:|--------------------------------------------------------|
-//! | 0      | 8    | magic `b"PERWAL\0\0"`                                  |
-//! | 8      | 2    | format version (u16) = 1                               |
-//! | 10     | 2    | flags (u16) = 0 (none defined in version 1)            |
-//! | 12     | 16   | cluster id                                             |
-//! | 28     | 8    | epoch (u64) of the writer that created the segment     |
-//! | 36     | 8    | first seq (u64), equal to the one in the file name     |
-//! | 44     | 16   | reserved, zero                                         |
-//! | 60     | 4    | CRC32C (Castagnoli) of bytes 0..60                     |
+//! | offset | size | field                                                                |
+//! |-------:|-----:|----------------------------------------------------------------------|
+//! | 0      | 8    | magic `b"PERWAL\0\0"`                                                |
+//! | 8      | 2    | format version (u16) = 1                                             |
+//! | 10     | 2    | flags (u16), see below                                               |
+//! | 12     | 16   | cluster id                                                           |
+//! | 28     | 8    | epoch (u64) of the writer that created the segment                   |
+//! | 36     | 8    | first seq (u64), equal to the one in the file name                   |
+//! | 44     | 8    | key id (flag `0x0001`), else zero                                    |
+//! | 52     | 8    | creation time, ms since the Unix epoch (u64; flag `0x0002`), else zero |
+//! | 60     | 4    | CRC32C (Castagnoli) of bytes 0..60                                   |
+//!
+//! Flags: `0x0001` **encrypted**: every frame's data is sealed (see [Encryption](#encryption)) with
+//! the key whose [`key_id`](crate::crypto::EncryptionKey::key_id) is at bytes 44..52. `0x0002`
+//! **created**: bytes 52..60 hold the creation time (this binary sets it on every segment it
+//! creates; segments from before it have flags 0 and stay readable). Any other bit set, or a
+//! field non-zero while its flag is clear, is [`HeaderDamage::UnknownFlagsOrReserved`]: a reader
+//! never guesses at a flag it does not know. Binaries from before these flags refuse them the same
+//! way, so they cannot read segments this version creates (newer binaries read older formats, not
+//! the reverse).
 //!
 //! ## Frames (from offset 64 to the end of the segment)
-//! `[length u32][data: length bytes][crc32c(data) u32]`, one record per frame. The length is
-//! `1..=record_bytes_max`; zero is invalid. A commit group is consecutive frames written with one
-//! `write` and one `fdatasync`; groups never span segments (rotation happens only between groups).
+//! `[length u32][data: length bytes][crc32c(data) u32]`, one record per frame. In a plaintext
+//! segment the data is the record and the length is `1..=record_bytes_max`; in an encrypted
+//! segment the data is the sealed record and the length is `1..=record_bytes_max + 40`. Zero is
+//! invalid. A commit group is consecutive frames written with one `write` and one `fdatasync`;
+//! groups never span segments (rotation happens only between groups).
+//!
+//! ## Encryption
+//! With [`WalOptions::key`] set, new segments are encrypted: a frame's data is
+//! `key.seal(ad, record)` = `nonce (24) || ciphertext || tag (16)` (XChaCha20-Poly1305, see
+//! [`crate::crypto`]), with associated data `ad` = the segment's first seq (u64 LE) || the frame's
+//! byte offset in the segment (u64 LE), so a frame copied to another segment or offset fails to
+//! open. `record_bytes_max` limits the plaintext. The CRC32C covers the bytes on disk, so torn
+//! writes and corruption are told apart exactly as without a key (and without the key). Then:
+//! - an encrypted segment and no key → [`WalError::KeyRequired`]; another key id →
+//!   [`WalError::WrongKey`] (both before any frame is read);
+//! - a frame whose CRC matches but which fails authentication → [`WalError::Corrupt`] with
+//!   [`CorruptionKind::Unauthenticated`] at its offset, wherever it is (an intact CRC rules out a
+//!   torn write); its bytes are never returned.
+//!
+//! Migration: plaintext segments stay readable with a key configured. The writer never mixes: a
+//! non-empty plaintext last segment is sealed at the next group and the group starts an encrypted
+//! one; a header-only one has its header rewritten (`.tmp`, fsync, rename, fsync directory).
+//! Removing the key makes the encrypted segments unreadable ([`WalError::KeyRequired`]); changing
+//! it is [`WalError::WrongKey`] (one key at a time; no key rotation in this version).
+//!
+//! ## Rotation
+//! At a group boundary the writer starts a new segment when the current one holds frames and
+//! either the group would grow it past `segment_bytes_max`, or it is `segment_age_max` old (by the
+//! creation time in its header, against the clock of [`Wal::append_group_at`]; a segment without a
+//! creation time counts as old), or its encryption does not match the configured key.
+//!
+//! ## Retention
+//! [`plan_wal_retention`] returns the oldest sealed segments whose records all precede
+//! `keep_from_seq` (the first seq needed by the oldest retained valid snapshot) and that were
+//! last written at least `age_min` ago (7 days by default); only a prefix of the chain, never the
+//! last segment. [`delete_segments`] deletes them oldest first. Afterwards the WAL starts at a
+//! seq above 1 ([`first_seq_on_disk`]): complete only together with a snapshot covering the
+//! prefix, which the caller checks.
 //!
 //! # Recovery classification
-//! A frame is *damaged* if its length is 0 or above `record_bytes_max`, it runs past the end of the
-//! file, or its CRC32C does not match. Then:
+//! A frame is *damaged* if its length is 0 or above `record_bytes_max` (plus 40 in an encrypted
+//! segment), it runs past the end of the file, or its CRC32C does not match. Then:
 //! - damage in a sealed (non-last) segment → [`WalError::Corrupt`]; sealed segments were fully synced
 //!   before the next one was created, so nothing there can be a torn write;
 //! - damage in the last segment with an intact frame anywhere after it (every byte offset is tried) →
@@ -63,7 +127,10 @@
 //!   never acknowledged): [`Wal::open`] copies the bytes from the damage to the end into a `.broken`
 //!   file, fsyncs it, truncates the segment there and fsyncs it; [`Wal::scan`] only reports it;
 //! - a missing, short or failing header → [`CorruptionKind::BadHeader`]; another cluster id →
-//!   [`WalError::ForeignSegment`]; a newer format version → [`WalError::UnsupportedVersion`].
+//!   [`WalError::ForeignSegment`]; a newer format version → [`WalError::UnsupportedVersion`];
+//! - in an encrypted segment, an intact frame that fails authentication →
+//!   [`CorruptionKind::Unauthenticated`] (see [Encryption](#encryption));
+//! - in a compressed segment, anything damaged → [`WalError::Corrupt`] naming the `.wal.zst`.
 //!
 //! A header-only last segment is valid and empty (for example after a crash just after rotation).
 //!
@@ -77,20 +144,32 @@
 //! poisons itself on group `N + 1`). Only the `fdatasync` that commits a group counts. For tests only;
 //! [`Wal::fail_group_syncs_after`] does the same without the environment.
 
+mod compress;
 mod error;
 mod frame;
 mod reader;
 mod recovery;
+mod retention;
 mod segment;
 mod writer;
 
+pub use compress::compress_sealed;
 pub use error::{
-    ClusterIdHex, CorruptionKind, FrameDamage, HeaderDamage, InvalidGroupReason, WalError,
+    ClusterIdHex, CorruptionKind, FrameDamage, HeaderDamage, InvalidGroupReason, KeyIdHex, WalError,
 };
-pub use segment::{FORMAT_VERSION, HEADER_LEN, MAGIC, segment_file_name};
+pub use retention::{
+    RETENTION_AGE_MIN_DEFAULT, SegmentInfo, delete_segments, first_seq_on_disk, list_segments,
+    plan_wal_retention,
+};
+pub use segment::{
+    FLAG_CREATED_MS, FLAG_ENCRYPTED, FORMAT_VERSION, HEADER_LEN, MAGIC,
+    compressed_segment_file_name, segment_file_name,
+};
 pub use writer::{FAILPOINT_FSYNC_AFTER_ENV, Wal};
 
+use crate::crypto::EncryptionKey;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default for [`WalOptions::segment_bytes_max`]: 64 MiB keeps recovery reads and archive uploads
@@ -99,9 +178,13 @@ pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Default for [`WalOptions::record_bytes_max`]: 1 MiB, far above any transaction record, so a
 /// larger length prefix can only be damage.
 pub const RECORD_BYTES_MAX_DEFAULT: u32 = 1024 * 1024;
+/// Default for [`WalOptions::segment_age_max`]: daily rotation.
+pub const SEGMENT_AGE_MAX_DEFAULT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How to open a WAL directory. Limits are explicit so damage cannot masquerade as a huge record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Equality compares the key by its id.
+#[derive(Debug, Clone)]
 pub struct WalOptions {
     /// The WAL directory, `<data-dir>/wal`. Created if missing.
     pub dir: PathBuf,
@@ -113,12 +196,35 @@ pub struct WalOptions {
     pub cluster_id: [u8; 16],
     /// Fencing epoch written into the header of new segments (see [`Wal::set_epoch`]).
     pub epoch: u64,
-    /// Longest record accepted, in bytes. A frame whose length prefix exceeds it is damage.
+    /// Longest record accepted, in bytes (of plaintext). A frame whose length prefix exceeds it
+    /// (plus the seal, in an encrypted segment) is damage.
     pub record_bytes_max: u32,
+    /// Encryption at rest: with a key, new segments are encrypted with it and encrypted segments
+    /// can be read; plaintext segments stay readable either way. `None` writes plaintext and
+    /// refuses encrypted segments ([`WalError::KeyRequired`]).
+    pub key: Option<Arc<EncryptionKey>>,
+    /// Rotate a non-empty segment at the next group boundary once it is this old (by the creation
+    /// time in its header). `None` rotates by size only.
+    pub segment_age_max: Option<Duration>,
 }
 
+impl PartialEq for WalOptions {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+            && self.segment_bytes_max == other.segment_bytes_max
+            && self.cluster_id == other.cluster_id
+            && self.epoch == other.epoch
+            && self.record_bytes_max == other.record_bytes_max
+            && self.key.as_ref().map(|key| key.key_id())
+                == other.key.as_ref().map(|key| key.key_id())
+            && self.segment_age_max == other.segment_age_max
+    }
+}
+
+impl Eq for WalOptions {}
+
 impl WalOptions {
-    /// Options with the default limits.
+    /// Options with the default limits, no encryption and daily rotation.
     pub fn new(dir: impl Into<PathBuf>, cluster_id: [u8; 16], epoch: u64) -> Self {
         WalOptions {
             dir: dir.into(),
@@ -126,6 +232,8 @@ impl WalOptions {
             cluster_id,
             epoch,
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+            key: None,
+            segment_age_max: Some(SEGMENT_AGE_MAX_DEFAULT),
         }
     }
 }
@@ -146,7 +254,7 @@ pub struct FramePos {
 /// One intact record read back by recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveredFrame {
-    /// The record bytes exactly as appended.
+    /// The record bytes exactly as appended (plaintext, also from an encrypted segment).
     pub data: Vec<u8>,
     /// Where it was found.
     pub pos: FramePos,
@@ -182,8 +290,15 @@ pub struct SegmentSummary {
     pub frames: usize,
     /// Bytes up to the end of the last intact frame (the header length if it holds none).
     pub intact_bytes: u64,
-    /// File length as found, before any torn tail was cut.
+    /// Segment length as found, before any torn tail was cut (decompressed, for a `.wal.zst`).
     pub file_bytes: u64,
+    /// Whether `path` is a compressed `.wal.zst`.
+    pub compressed: bool,
+    /// Id of the key its frames are sealed with; `None` for a plaintext segment.
+    pub key_id: Option<[u8; 8]>,
+    /// Creation time from its header (ms since the Unix epoch); `None` for segments written before
+    /// the field existed.
+    pub created_ms: Option<u64>,
 }
 
 /// The result of reading a WAL directory.
@@ -202,6 +317,17 @@ pub struct Recovery {
     /// `.broken` copies left by earlier recoveries or truncations (this recovery's own copy is in
     /// [`TornTail::broken_copy`]); kept until an operator removes them.
     pub broken_files: Vec<PathBuf>,
+    /// `.wal.zst` files found beside their `.wal` with identical content (an interrupted
+    /// compression); [`Wal::open`] deleted them, [`Wal::scan`] only reports them.
+    pub duplicate_compressed: Vec<PathBuf>,
+}
+
+impl Recovery {
+    /// First seq of the oldest segment read: "the WAL starts at seq N" (`None` if there is none).
+    /// Above 1 when retention deleted older segments; then a snapshot must cover the prefix.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.segments.first().map(|segment| segment.first_seq)
+    }
 }
 
 /// What one [`Wal::append_group`] did, for metrics.

@@ -4,30 +4,47 @@
 //! [`classify`] never writes; [`Wal::open`](super::Wal::open) applies its verdict with
 //! [`apply_torn_tail`] and [`remove_tmp_files`], and [`Wal::scan`](super::Wal::scan) only reports it.
 
+use super::compress::{check_duplicate, read_segment_bytes};
 use super::error::{CorruptionKind, WalError, io_error};
 use super::frame;
 use super::reader::scan_segment;
 use super::segment::{self, DirEntryKind, classify_file_name, cut_segment};
 use super::{FramePos, RecoveredFrame, Recovery, SegmentSummary, TornTail, WalOptions};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// The files of a WAL directory, sorted and sorted out.
-struct Listing {
-    /// Segments by increasing first seq.
-    segments: Vec<(u64, PathBuf)>,
-    tmp_files: Vec<PathBuf>,
-    broken_files: Vec<PathBuf>,
-    unknown_files: Vec<PathBuf>,
+/// One segment of the directory, in whichever form it is stored.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentFile {
+    /// The first seq in its name.
+    pub first_seq: u64,
+    /// The file to read: the `.wal` if it exists, else the `.wal.zst`.
+    pub path: PathBuf,
+    /// Whether `path` is a `.wal.zst`.
+    pub compressed: bool,
+    /// A `.wal.zst` beside the `.wal` (an interrupted compression), if any.
+    pub duplicate: Option<PathBuf>,
 }
 
-fn list_dir(dir: &Path) -> Result<Listing, WalError> {
+/// The files of a WAL directory, sorted and sorted out.
+pub(crate) struct Listing {
+    /// Segments by increasing first seq.
+    pub segments: Vec<SegmentFile>,
+    pub tmp_files: Vec<PathBuf>,
+    pub broken_files: Vec<PathBuf>,
+    pub unknown_files: Vec<PathBuf>,
+}
+
+pub(crate) fn list_dir(dir: &Path) -> Result<Listing, WalError> {
     let mut listing = Listing {
         segments: Vec::new(),
         tmp_files: Vec::new(),
         broken_files: Vec::new(),
         unknown_files: Vec::new(),
     };
+    // first seq -> (the .wal, the .wal.zst)
+    let mut forms: BTreeMap<u64, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
         let entry = entry.map_err(io_error(dir))?;
         let path = entry.path();
@@ -39,20 +56,34 @@ fn list_dir(dir: &Path) -> Result<Listing, WalError> {
             DirEntryKind::Unknown
         };
         match kind {
-            DirEntryKind::Segment(first_seq) => listing.segments.push((first_seq, path)),
-            DirEntryKind::CompressedSegment(_) => {
-                return Err(WalError::CompressedSegmentUnsupported { segment: path });
+            DirEntryKind::Segment(first_seq) => forms.entry(first_seq).or_default().0 = Some(path),
+            DirEntryKind::CompressedSegment(first_seq) => {
+                forms.entry(first_seq).or_default().1 = Some(path);
             }
             DirEntryKind::Temporary => listing.tmp_files.push(path),
             DirEntryKind::Broken => listing.broken_files.push(path),
             DirEntryKind::Unknown => listing.unknown_files.push(path),
         }
     }
-    // Names are fixed-width, so numeric order is name order; distinct names mean distinct seqs, so
-    // first seqs strictly increase.
-    listing
-        .segments
-        .sort_unstable_by_key(|(first_seq, _)| *first_seq);
+    // A BTreeMap iterates by increasing first seq, so first seqs strictly increase.
+    for (first_seq, pair) in forms {
+        let file = match pair {
+            (Some(path), duplicate) => SegmentFile {
+                first_seq,
+                path,
+                compressed: false,
+                duplicate,
+            },
+            (None, Some(path)) => SegmentFile {
+                first_seq,
+                path,
+                compressed: true,
+                duplicate: None,
+            },
+            (None, None) => continue,
+        };
+        listing.segments.push(file);
+    }
     listing.tmp_files.sort_unstable();
     listing.broken_files.sort_unstable();
     listing.unknown_files.sort_unstable();
@@ -72,18 +103,30 @@ pub fn classify(dir: &Path, opts: &WalOptions) -> Result<Recovery, WalError> {
         ..Recovery::default()
     };
     let last_index = listing.segments.len().checked_sub(1);
-    for (index, (first_seq, path)) in listing.segments.into_iter().enumerate() {
-        let scan = scan_segment(&path, first_seq, &opts.cluster_id, opts.record_bytes_max)?;
+    for (index, file) in listing.segments.into_iter().enumerate() {
+        let SegmentFile {
+            first_seq,
+            path,
+            compressed,
+            duplicate,
+        } = file;
+        let bytes = read_segment_bytes(&path, compressed)?;
+        if let Some(zst) = duplicate {
+            check_duplicate(&path, &bytes, &zst)?;
+            recovery.duplicate_compressed.push(zst);
+        }
+        let scan = scan_segment(&path, first_seq, bytes, opts)?;
         if let Some((offset, damage)) = scan.damage {
-            if Some(index) != last_index {
+            // A compressed segment was sealed before it was compressed, even if it is last now.
+            if Some(index) != last_index || compressed {
                 return Err(WalError::Corrupt {
                     segment: path,
                     offset: offset as u64,
-                    kind: damage.in_sealed_segment(opts.record_bytes_max),
+                    kind: damage.in_sealed_segment(scan.frame_bytes_max),
                 });
             }
             if let Some(next) =
-                frame::find_intact_frame(&scan.bytes, offset + 1, opts.record_bytes_max)
+                frame::find_intact_frame(&scan.bytes, offset + 1, scan.frame_bytes_max)
             {
                 return Err(WalError::Corrupt {
                     segment: path,
@@ -103,15 +146,16 @@ pub fn classify(dir: &Path, opts: &WalOptions) -> Result<Recovery, WalError> {
                 broken_copy: None,
             });
         }
-        recovery.frames.reserve(scan.frames.len());
-        for intact in &scan.frames {
+        let frames = scan.frames.len();
+        recovery.frames.reserve(frames);
+        for scanned in scan.frames {
             recovery.frames.push(RecoveredFrame {
-                data: scan.bytes[intact.data.clone()].to_vec(),
+                data: scanned.data,
                 pos: FramePos {
                     segment: path.clone(),
                     segment_first_seq: first_seq,
-                    offset: (intact.data.start - 4) as u64,
-                    end: intact.end as u64,
+                    offset: scanned.offset as u64,
+                    end: scanned.end as u64,
                 },
             });
         }
@@ -119,9 +163,12 @@ pub fn classify(dir: &Path, opts: &WalOptions) -> Result<Recovery, WalError> {
             path,
             first_seq,
             epoch: scan.header.epoch,
-            frames: scan.frames.len(),
+            frames,
             intact_bytes: scan.intact_end as u64,
             file_bytes: scan.bytes.len() as u64,
+            compressed,
+            key_id: scan.header.key_id,
+            created_ms: scan.header.created_ms,
         });
     }
     Ok(recovery)
@@ -142,8 +189,28 @@ pub fn apply_torn_tail(torn: &mut TornTail, dir: &Path, dir_handle: &File) -> Re
     Ok(())
 }
 
-/// Deletes leftover `.tmp` segments (creations that never reached their rename, so never held a
-/// frame) and makes the deletions durable.
+/// Deletes `.wal.zst` copies that [`classify`] found identical to their `.wal` (an interrupted
+/// compression; the `.wal` is kept) and makes the deletions durable.
+pub fn remove_duplicates(
+    duplicates: &[PathBuf],
+    dir: &Path,
+    dir_handle: &File,
+) -> Result<(), WalError> {
+    for path in duplicates {
+        tracing::warn!(
+            file = %path.display(),
+            "deleting the compressed copy of a WAL segment whose compression was interrupted (identical to the .wal, which is kept)"
+        );
+        std::fs::remove_file(path).map_err(io_error(path))?;
+    }
+    if !duplicates.is_empty() {
+        segment::sync_dir(dir, dir_handle)?;
+    }
+    Ok(())
+}
+
+/// Deletes leftover `.tmp` files (segment creations or compressions that never reached their
+/// rename, so never held anything that is not also elsewhere) and makes the deletions durable.
 pub fn remove_tmp_files(
     tmp_files: &[PathBuf],
     dir: &Path,

@@ -18,21 +18,29 @@ pub const FORMAT_VERSION: u16 = 1;
 
 const SEGMENT_SUFFIX: &str = ".wal";
 const COMPRESSED_SUFFIX: &str = ".wal.zst";
-const TMP_SUFFIX: &str = ".tmp";
+pub(crate) const TMP_SUFFIX: &str = ".tmp";
 const BROKEN_SUFFIX: &str = ".broken";
 /// Digits in a segment name: enough for any u64, so names sort like numbers.
 const NAME_DIGITS: usize = 20;
 /// Bound on the `.broken` name collision loop (a limit on everything).
 const BROKEN_NAME_ATTEMPTS_MAX: u32 = 1000;
 
-// Header field offsets, in order. Everything between `RESERVED` and `CRC` must be zero.
+// Header field offsets, in order. A field guarded by a flag must be zero while its flag is clear.
 const VERSION: usize = 8;
 const FLAGS: usize = 10;
 const CLUSTER_ID: usize = 12;
 const EPOCH: usize = 28;
 const FIRST_SEQ: usize = 36;
-const RESERVED: usize = 44;
+const KEY_ID: usize = 44;
+const CREATED_MS: usize = 52;
 const CRC: usize = 60;
+
+/// Header flag: frame data is sealed with the key whose id is at bytes 44..52.
+pub const FLAG_ENCRYPTED: u16 = 0x0001;
+/// Header flag: bytes 52..60 hold the segment's creation time (ms since the Unix epoch).
+pub const FLAG_CREATED_MS: u16 = 0x0002;
+/// Every flag this binary understands; any other set bit makes the header unreadable.
+const FLAGS_KNOWN: u16 = FLAG_ENCRYPTED | FLAG_CREATED_MS;
 
 /// The decoded header of one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +51,11 @@ pub struct SegmentHeader {
     pub epoch: u64,
     /// Sequence number of the first record the segment was created for (also its file name).
     pub first_seq: u64,
+    /// `Some(key id)` when the frame data is sealed with that key ([`FLAG_ENCRYPTED`]).
+    pub key_id: Option<[u8; 8]>,
+    /// Creation time in ms since the Unix epoch ([`FLAG_CREATED_MS`]); `None` in segments written
+    /// before the field existed.
+    pub created_ms: Option<u64>,
 }
 
 /// Why a header could not be decoded: damage, or a version this binary does not read.
@@ -60,10 +73,19 @@ impl SegmentHeader {
         let mut out = [0u8; HEADER_LEN as usize];
         out[..VERSION].copy_from_slice(&MAGIC);
         out[VERSION..FLAGS].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        // Flags stay 0: version 1 defines none.
+        let mut flags = 0u16;
         out[CLUSTER_ID..EPOCH].copy_from_slice(&self.cluster_id);
         out[EPOCH..FIRST_SEQ].copy_from_slice(&self.epoch.to_le_bytes());
-        out[FIRST_SEQ..RESERVED].copy_from_slice(&self.first_seq.to_le_bytes());
+        out[FIRST_SEQ..KEY_ID].copy_from_slice(&self.first_seq.to_le_bytes());
+        if let Some(key_id) = self.key_id {
+            flags |= FLAG_ENCRYPTED;
+            out[KEY_ID..CREATED_MS].copy_from_slice(&key_id);
+        }
+        if let Some(created_ms) = self.created_ms {
+            flags |= FLAG_CREATED_MS;
+            out[CREATED_MS..CRC].copy_from_slice(&created_ms.to_le_bytes());
+        }
+        out[FLAGS..CLUSTER_ID].copy_from_slice(&flags.to_le_bytes());
         let crc = crc32c::crc32c(&out[..CRC]);
         out[CRC..].copy_from_slice(&crc.to_le_bytes());
         out
@@ -95,15 +117,26 @@ impl SegmentHeader {
             return damaged(HeaderDamage::BadChecksum { stored, computed });
         }
         let flags = u16::from_le_bytes([header[FLAGS], header[FLAGS + 1]]);
-        if flags != 0 || header[RESERVED..CRC].iter().any(|&b| b != 0) {
+        let zero = |range: std::ops::Range<usize>| header[range].iter().all(|&b| b == 0);
+        if flags & !FLAGS_KNOWN != 0
+            || (flags & FLAG_ENCRYPTED == 0 && !zero(KEY_ID..CREATED_MS))
+            || (flags & FLAG_CREATED_MS == 0 && !zero(CREATED_MS..CRC))
+        {
             return damaged(HeaderDamage::UnknownFlagsOrReserved { flags });
         }
         let mut cluster_id = [0u8; 16];
         cluster_id.copy_from_slice(&header[CLUSTER_ID..EPOCH]);
+        let key_id = (flags & FLAG_ENCRYPTED != 0).then(|| {
+            let mut key_id = [0u8; 8];
+            key_id.copy_from_slice(&header[KEY_ID..CREATED_MS]);
+            key_id
+        });
         Ok(SegmentHeader {
             cluster_id,
             epoch: read_u64(header, EPOCH),
             first_seq: read_u64(header, FIRST_SEQ),
+            key_id,
+            created_ms: (flags & FLAG_CREATED_MS != 0).then(|| read_u64(header, CREATED_MS)),
         })
     }
 }
@@ -125,14 +158,20 @@ pub fn segment_file_name(first_seq: u64) -> String {
     format!("{first_seq:020}{SEGMENT_SUFFIX}")
 }
 
+/// The file name of the compressed form of that segment: `<first_seq:020>.wal.zst`.
+pub fn compressed_segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}{COMPRESSED_SUFFIX}")
+}
+
 /// What a file found in the WAL directory is, judged by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DirEntryKind {
     /// `<first_seq:020>.wal`: a live or sealed segment.
     Segment(u64),
-    /// `<first_seq:020>.wal.zst`: a compressed sealed segment (not readable by this binary).
+    /// `<first_seq:020>.wal.zst`: a compressed sealed segment.
     CompressedSegment(u64),
-    /// `<first_seq:020>.wal.tmp`: a segment whose creation never finished; safe to delete.
+    /// `<first_seq:020>.wal.tmp` or `<first_seq:020>.wal.zst.tmp`: a segment creation or
+    /// compression that never reached its rename; safe to delete.
     Temporary,
     /// `*.broken`: bytes cut off by recovery, kept for the operator.
     Broken,
@@ -149,7 +188,8 @@ pub fn classify_file_name(name: &OsStr) -> DirEntryKind {
         return DirEntryKind::Broken;
     }
     if let Some(stem) = name.strip_suffix(TMP_SUFFIX) {
-        return match parse_seq(stem, SEGMENT_SUFFIX) {
+        return match parse_seq(stem, SEGMENT_SUFFIX).or_else(|| parse_seq(stem, COMPRESSED_SUFFIX))
+        {
             Some(_) => DirEntryKind::Temporary,
             None => DirEntryKind::Unknown,
         };
@@ -201,6 +241,42 @@ pub fn create_segment(
                 std::io::ErrorKind::AlreadyExists,
                 "segment already exists; refusing to replace it",
             ),
+        });
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_error(&tmp))?;
+    file.write_all(&header.encode()).map_err(io_error(&tmp))?;
+    file.sync_all().map_err(io_error(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_error(&path))?;
+    sync_dir(dir, dir_handle)?;
+    Ok((file, path))
+}
+
+/// Rewrites the header of an existing segment that holds no frame (only its header), atomically:
+/// write `<name>.tmp` with the new header, fsync, rename over the segment, fsync the directory. For
+/// a header-only segment whose encryption no longer matches the configured key: it cannot be
+/// rotated away (the next group must carry its name), and it holds nothing to lose. A crash leaves
+/// either the old or the new header. Returns the open new file, positioned after the header.
+pub fn replace_empty_segment(
+    dir: &Path,
+    dir_handle: &File,
+    header: &SegmentHeader,
+) -> Result<(File, PathBuf), WalError> {
+    let name = segment_file_name(header.first_seq);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    let len = fs::metadata(&path).map_err(io_error(&path))?.len();
+    if len != HEADER_LEN {
+        return Err(WalError::Io {
+            path,
+            source: std::io::Error::other(format!(
+                "refusing to replace the header of a segment that is {len} bytes, not header-only"
+            )),
         });
     }
     let mut file = OpenOptions::new()
@@ -279,6 +355,16 @@ mod tests {
             cluster_id: [7; 16],
             epoch: 3,
             first_seq: 42,
+            key_id: None,
+            created_ms: None,
+        }
+    }
+
+    fn full_header() -> SegmentHeader {
+        SegmentHeader {
+            key_id: Some([0xa1, 2, 3, 4, 5, 6, 7, 0xb8]),
+            created_ms: Some(1_700_000_000_123),
+            ..header()
         }
     }
 
@@ -298,6 +384,57 @@ mod tests {
         assert_eq!(read_u64(&bytes, 36), 42);
         assert!(bytes[44..60].iter().all(|&b| b == 0));
         assert_eq!(read_u32(&bytes, 60), crc32c::crc32c(&bytes[..60]));
+    }
+
+    #[test]
+    fn optional_fields_round_trip_behind_their_flags() {
+        let bytes = full_header().encode();
+        assert_eq!(u16::from_le_bytes([bytes[10], bytes[11]]), 0x0003);
+        assert_eq!(&bytes[44..52], &[0xa1, 2, 3, 4, 5, 6, 7, 0xb8]);
+        assert_eq!(read_u64(&bytes, 52), 1_700_000_000_123);
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(full_header()));
+        let only_time = SegmentHeader {
+            key_id: None,
+            ..full_header()
+        };
+        let bytes = only_time.encode();
+        assert_eq!(u16::from_le_bytes([bytes[10], bytes[11]]), 0x0002);
+        assert!(bytes[44..52].iter().all(|&b| b == 0));
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(only_time));
+    }
+
+    #[test]
+    fn unknown_flags_and_unflagged_fields_are_refused() {
+        let reseal = |mut bytes: [u8; HEADER_LEN as usize]| {
+            let crc = crc32c::crc32c(&bytes[..CRC]);
+            bytes[CRC..].copy_from_slice(&crc.to_le_bytes());
+            bytes
+        };
+        let mut unknown = header().encode();
+        unknown[FLAGS] = 0x04;
+        assert_eq!(
+            SegmentHeader::decode(&reseal(unknown)),
+            Err(HeaderError::Damaged(HeaderDamage::UnknownFlagsOrReserved {
+                flags: 0x04
+            }))
+        );
+        // A key id without the encrypted flag (say, a cleared flag bit) must not read as plaintext.
+        let mut cleared = full_header().encode();
+        cleared[FLAGS] = 0x02;
+        assert!(matches!(
+            SegmentHeader::decode(&reseal(cleared)),
+            Err(HeaderError::Damaged(
+                HeaderDamage::UnknownFlagsOrReserved { .. }
+            ))
+        ));
+        let mut no_time_flag = full_header().encode();
+        no_time_flag[FLAGS] = 0x01;
+        assert!(matches!(
+            SegmentHeader::decode(&reseal(no_time_flag)),
+            Err(HeaderError::Damaged(
+                HeaderDamage::UnknownFlagsOrReserved { .. }
+            ))
+        ));
     }
 
     #[test]
@@ -342,6 +479,14 @@ mod tests {
         assert_eq!(
             kind("00000000000000000001.wal.tmp"),
             DirEntryKind::Temporary
+        );
+        assert_eq!(
+            kind("00000000000000000001.wal.zst.tmp"),
+            DirEntryKind::Temporary
+        );
+        assert_eq!(
+            compressed_segment_file_name(3),
+            "00000000000000000003.wal.zst"
         );
         assert_eq!(
             kind("00000000000000000001.wal.64.broken"),

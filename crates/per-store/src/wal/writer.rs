@@ -7,11 +7,13 @@ use super::error::{InvalidGroupReason, WalError, io_error};
 use super::frame::{self, FRAME_OVERHEAD};
 use super::recovery;
 use super::segment::{self, HEADER_LEN, SegmentHeader};
-use super::{AppendStats, FramePos, Recovery, WalOptions};
+use super::{AppendStats, FramePos, Recovery, SegmentSummary, WalOptions};
+use crate::crypto::{EncryptionKey, SEAL_OVERHEAD};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 /// Environment variable of the fsync failure test hook (see the [module docs](super)).
 pub const FAILPOINT_FSYNC_AFTER_ENV: &str = "PER_FAILPOINT_FSYNC_AFTER";
@@ -28,7 +30,12 @@ pub struct Wal {
     record_bytes_max: u32,
     cluster_id: [u8; 16],
     epoch: u64,
-    /// The segment being appended to; `None` only while the directory holds no segment.
+    /// Seals the frames of new segments; `None` writes plaintext.
+    key: Option<Arc<EncryptionKey>>,
+    /// Rotate a non-empty segment at a group boundary once it is this old (ms).
+    segment_age_max_ms: Option<u64>,
+    /// The segment being appended to; `None` while the directory holds no segment, or when its
+    /// last segment is compressed (sealed).
     active: Option<ActiveSegment>,
     /// Earlier segments, oldest first (for validating truncation positions).
     sealed: Vec<SealedSegment>,
@@ -44,6 +51,7 @@ impl std::fmt::Debug for Wal {
         f.debug_struct("Wal")
             .field("dir", &self.dir)
             .field("epoch", &self.epoch)
+            .field("encrypting", &self.key.is_some())
             .field(
                 "active_segment",
                 &self.active.as_ref().map(|a| (&a.path, a.len)),
@@ -61,6 +69,23 @@ struct ActiveSegment {
     first_seq: u64,
     /// Current length, which is also the write position.
     len: u64,
+    /// Whether its frames are sealed (its header carries a key id).
+    encrypted: bool,
+    /// Creation time from its header (ms since the Unix epoch); 0 when the header has none, so a
+    /// segment from before the field existed counts as old.
+    created_ms: u64,
+}
+
+/// How the next group gets a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Append to the active segment.
+    Append,
+    /// Seal the active segment (if any) and start a new one named for the group.
+    NewSegment,
+    /// The active segment holds no frame but its encryption does not match the configured key:
+    /// rewrite its header, then append.
+    ReplaceEmpty,
 }
 
 #[derive(Debug)]
@@ -97,6 +122,7 @@ impl Wal {
 
         let mut recovery = recovery::classify(&opts.dir, &opts)?;
         recovery::remove_tmp_files(&recovery.tmp_files, &opts.dir, &dir_handle)?;
+        recovery::remove_duplicates(&recovery.duplicate_compressed, &opts.dir, &dir_handle)?;
         if let Some(torn) = recovery.torn_tail.as_mut() {
             recovery::apply_torn_tail(torn, &opts.dir, &dir_handle)?;
         }
@@ -109,8 +135,12 @@ impl Wal {
                 len: summary.intact_bytes,
             })
             .collect();
-        let active = match (sealed.pop(), recovery.segments.last()) {
-            (Some(last), Some(summary)) => Some(open_active(&summary.path, last)?),
+        // A compressed last segment is sealed: the next group starts a new segment.
+        let active = match recovery.segments.last() {
+            Some(summary) if !summary.compressed => match sealed.pop() {
+                Some(last) => Some(open_active(summary, last)?),
+                None => None,
+            },
             _ => None,
         };
 
@@ -121,6 +151,10 @@ impl Wal {
             record_bytes_max: opts.record_bytes_max,
             cluster_id: opts.cluster_id,
             epoch: opts.epoch,
+            key: opts.key,
+            segment_age_max_ms: opts
+                .segment_age_max
+                .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
             active,
             sealed,
             buffer: Vec::new(),
@@ -144,8 +178,11 @@ impl Wal {
     ///
     /// `first_seq` is the sequence number the caller assigned to the group's first record; it names
     /// the new segment when the group starts one. Rotation happens only at group boundaries: if the
-    /// current segment holds frames and this group would push it past `segment_bytes_max`, the
+    /// current segment holds frames and this group would push it past `segment_bytes_max`, or the
+    /// segment is `segment_age_max` old, or its encryption does not match the configured key, the
     /// segment is sealed (synced) and a new one started first.
+    ///
+    /// With a key configured every record is sealed (see the [module docs](super#encryption)).
     ///
     /// A group the WAL refuses ([`WalError::InvalidGroup`]) writes nothing and leaves the writer
     /// usable. Any I/O error poisons the writer: this call returns the error and every later call
@@ -155,24 +192,31 @@ impl Wal {
         first_seq: u64,
         records: &[&[u8]],
     ) -> Result<AppendStats, WalError> {
+        self.append_group_at(unix_now_ms(), first_seq, records)
+    }
+
+    /// [`Wal::append_group`] with the clock passed in: `now_ms` (ms since the Unix epoch) decides
+    /// rotation by age and is written as the creation time of a segment this group starts. For
+    /// tests and for callers with their own clock; a clock that goes backwards only delays rotation.
+    pub fn append_group_at(
+        &mut self,
+        now_ms: u64,
+        first_seq: u64,
+        records: &[&[u8]],
+    ) -> Result<AppendStats, WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
         self.check_group(first_seq, records)?;
 
-        self.buffer.clear();
-        for record in records {
-            frame::encode_into(&mut self.buffer, record);
-        }
-        let bytes = self.buffer.len() as u64;
-        let rotate = match &self.active {
-            None => true,
-            Some(active) => {
-                active.len > HEADER_LEN && active.len.saturating_add(bytes) > self.segment_bytes_max
-            }
-        };
-        if let Some(active) = &self.active {
-            if rotate && first_seq <= active.first_seq {
+        let encrypt = self.key.is_some();
+        let bytes: u64 = records
+            .iter()
+            .map(|record| frame::frame_len(record.len(), encrypt))
+            .sum();
+        let placement = self.placement(now_ms, bytes);
+        match (&self.active, placement) {
+            (Some(active), Placement::NewSegment) if first_seq <= active.first_seq => {
                 return Err(invalid(
                     first_seq,
                     InvalidGroupReason::SeqNotIncreasing {
@@ -180,7 +224,22 @@ impl Wal {
                     },
                 ));
             }
-            if !rotate && active.len == HEADER_LEN && first_seq != active.first_seq {
+            (None, _) => {
+                // The last segment is compressed (sealed): the new one must come after it.
+                if let Some(last) = self.sealed.last()
+                    && first_seq <= last.first_seq
+                {
+                    return Err(invalid(
+                        first_seq,
+                        InvalidGroupReason::SeqNotIncreasing {
+                            current_first_seq: last.first_seq,
+                        },
+                    ));
+                }
+            }
+            (Some(active), Placement::Append | Placement::ReplaceEmpty)
+                if active.len == HEADER_LEN && first_seq != active.first_seq =>
+            {
                 return Err(invalid(
                     first_seq,
                     InvalidGroupReason::EmptySegmentNamedOtherwise {
@@ -188,13 +247,59 @@ impl Wal {
                     },
                 ));
             }
+            _ => {}
         }
 
-        let result = self.write_group(first_seq, rotate, bytes);
+        // Where the frames will land decides their associated data.
+        let (segment_first_seq, base) = match (&self.active, placement) {
+            (Some(active), Placement::Append | Placement::ReplaceEmpty) => {
+                (active.first_seq, active.len)
+            }
+            _ => (first_seq, HEADER_LEN),
+        };
+        self.buffer.clear();
+        for record in records {
+            match &self.key {
+                None => frame::encode_into(&mut self.buffer, record),
+                Some(key) => {
+                    let offset = base + self.buffer.len() as u64;
+                    let ad = frame::associated_data(segment_first_seq, offset);
+                    frame::encode_into(&mut self.buffer, &key.seal(&ad, record));
+                }
+            }
+        }
+        debug_assert_eq!(self.buffer.len() as u64, bytes);
+
+        let result = self.write_group(now_ms, first_seq, placement, bytes);
         if result.is_err() {
             self.poisoned = true;
         }
         result
+    }
+
+    /// Decides whether the next group (of `bytes` on disk) goes into the active segment.
+    fn placement(&self, now_ms: u64, bytes: u64) -> Placement {
+        let Some(active) = &self.active else {
+            return Placement::NewSegment;
+        };
+        let encryption_mismatch = active.encrypted != self.key.is_some();
+        if active.len == HEADER_LEN {
+            // Never rotate an empty segment: the group must carry its name.
+            return if encryption_mismatch {
+                Placement::ReplaceEmpty
+            } else {
+                Placement::Append
+            };
+        }
+        let too_big = active.len.saturating_add(bytes) > self.segment_bytes_max;
+        let too_old = self
+            .segment_age_max_ms
+            .is_some_and(|max| now_ms.saturating_sub(active.created_ms) >= max);
+        if too_big || too_old || encryption_mismatch {
+            Placement::NewSegment
+        } else {
+            Placement::Append
+        }
     }
 
     fn check_group(&self, first_seq: u64, records: &[&[u8]]) -> Result<(), WalError> {
@@ -222,14 +327,34 @@ impl Wal {
     /// The I/O part of [`Wal::append_group`]; any error here poisons the writer.
     fn write_group(
         &mut self,
+        now_ms: u64,
         first_seq: u64,
-        rotate: bool,
+        placement: Placement,
         bytes: u64,
     ) -> Result<AppendStats, WalError> {
         let mut sealed_segment = None;
-        let mut active = match self.active.take() {
-            Some(active) if !rotate => active,
-            previous => {
+        let mut active = match (self.active.take(), placement) {
+            (Some(active), Placement::Append) => active,
+            (Some(empty), Placement::ReplaceEmpty) => {
+                let header = self.new_header(empty.first_seq, now_ms);
+                drop(empty.file);
+                let (file, path) =
+                    segment::replace_empty_segment(&self.dir, &self.dir_handle, &header)?;
+                tracing::info!(
+                    segment = %path.display(),
+                    encrypted = header.key_id.is_some(),
+                    "empty WAL segment re-created to match the configured encryption"
+                );
+                ActiveSegment {
+                    file,
+                    path,
+                    first_seq: empty.first_seq,
+                    len: HEADER_LEN,
+                    encrypted: header.key_id.is_some(),
+                    created_ms: now_ms,
+                }
+            }
+            (previous, _) => {
                 if let Some(previous) = previous {
                     // Every group was already fdatasynced; sync_all also settles the metadata
                     // before the segment is handed to archiving.
@@ -241,17 +366,15 @@ impl Wal {
                     tracing::debug!(segment = %previous.path.display(), bytes = previous.len, "WAL segment sealed");
                     sealed_segment = Some(previous.path);
                 }
-                let header = SegmentHeader {
-                    cluster_id: self.cluster_id,
-                    epoch: self.epoch,
-                    first_seq,
-                };
+                let header = self.new_header(first_seq, now_ms);
                 let (file, path) = segment::create_segment(&self.dir, &self.dir_handle, &header)?;
                 ActiveSegment {
                     file,
                     path,
                     first_seq,
                     len: HEADER_LEN,
+                    encrypted: header.key_id.is_some(),
+                    created_ms: now_ms,
                 }
             }
         };
@@ -275,6 +398,17 @@ impl Wal {
             segment_rotated: sealed_segment.is_some(),
             sealed_segment,
         })
+    }
+
+    /// The header of a segment created now for `first_seq`.
+    fn new_header(&self, first_seq: u64, now_ms: u64) -> SegmentHeader {
+        SegmentHeader {
+            cluster_id: self.cluster_id,
+            epoch: self.epoch,
+            first_seq,
+            key_id: self.key.as_ref().map(|key| key.key_id()),
+            created_ms: Some(now_ms),
+        }
     }
 
     /// Cuts the WAL back to just after the frame at `pos`, or to nothing with `None`.
@@ -318,8 +452,12 @@ impl Wal {
         };
         let Some(active) = &self.active else {
             return match pos {
-                None => Ok(HEADER_LEN),
-                Some(_) => refuse(pos, "the WAL holds no segment"),
+                None if self.sealed.iter().all(|s| s.len == HEADER_LEN) => Ok(HEADER_LEN),
+                None => refuse(
+                    pos,
+                    "sealed segments hold frames, so the WAL cannot be cut to nothing",
+                ),
+                Some(_) => refuse(pos, "the WAL holds no live segment"),
             };
         };
         match pos {
@@ -327,7 +465,9 @@ impl Wal {
                 if p.offset < HEADER_LEN || p.end > active.len || p.end <= p.offset {
                     return refuse(pos, "the position lies outside the segment's frames");
                 }
-                if !frame_ends_at(&active.path, p.offset, p.end, self.record_bytes_max)? {
+                let frame_bytes_max =
+                    frame::frame_bytes_max(self.record_bytes_max, active.encrypted);
+                if !frame_ends_at(&active.path, p.offset, p.end, frame_bytes_max)? {
                     return refuse(
                         pos,
                         "no intact frame starts at the offset and ends at the end",
@@ -388,13 +528,41 @@ fn invalid(first_seq: u64, reason: InvalidGroupReason) -> WalError {
     WalError::InvalidGroup { first_seq, reason }
 }
 
+/// Milliseconds since the Unix epoch from the system clock (0 if it reads before 1970).
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 fn validate(opts: &WalOptions) -> Result<(), WalError> {
     if opts.record_bytes_max == 0 {
         return Err(WalError::InvalidOptions {
             reason: "record_bytes_max must be at least 1".to_string(),
         });
     }
-    if opts.segment_bytes_max < HEADER_LEN + FRAME_OVERHEAD + 1 {
+    let seal = if opts.key.is_some() {
+        SEAL_OVERHEAD as u64
+    } else {
+        0
+    };
+    if u64::from(opts.record_bytes_max) + seal > u64::from(u32::MAX) {
+        return Err(WalError::InvalidOptions {
+            reason: format!(
+                "record_bytes_max {} leaves no room for the {SEAL_OVERHEAD}-byte seal in a frame length",
+                opts.record_bytes_max
+            ),
+        });
+    }
+    if opts.segment_age_max == Some(std::time::Duration::ZERO) {
+        return Err(WalError::InvalidOptions {
+            reason: "segment_age_max must be above zero (None disables rotation by age)"
+                .to_string(),
+        });
+    }
+    if opts.segment_bytes_max < HEADER_LEN + FRAME_OVERHEAD + seal + 1 {
         return Err(WalError::InvalidOptions {
             reason: format!(
                 "segment_bytes_max {} leaves no room for a frame after the {HEADER_LEN}-byte header",
@@ -419,7 +587,8 @@ fn create_dir_durably(dir: &Path) -> Result<(), WalError> {
 }
 
 /// Opens the last segment for appending at `last.len` (recovery already cut any torn tail).
-fn open_active(path: &Path, last: SealedSegment) -> Result<ActiveSegment, WalError> {
+fn open_active(summary: &SegmentSummary, last: SealedSegment) -> Result<ActiveSegment, WalError> {
+    let path = summary.path.as_path();
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -443,6 +612,8 @@ fn open_active(path: &Path, last: SealedSegment) -> Result<ActiveSegment, WalErr
         path: path.to_path_buf(),
         first_seq: last.first_seq,
         len: last.len,
+        encrypted: summary.key_id.is_some(),
+        created_ms: summary.created_ms.unwrap_or(0),
     })
 }
 
@@ -452,7 +623,7 @@ fn frame_ends_at(
     path: &Path,
     offset: u64,
     end: u64,
-    record_bytes_max: u32,
+    frame_bytes_max: u32,
 ) -> Result<bool, WalError> {
     let Ok(length) = usize::try_from(end - offset) else {
         return Ok(false);
@@ -461,7 +632,7 @@ fn frame_ends_at(
     file.seek(SeekFrom::Start(offset)).map_err(io_error(path))?;
     let mut bytes = vec![0u8; length];
     file.read_exact(&mut bytes).map_err(io_error(path))?;
-    Ok(frame::decode_at(&bytes, 0, record_bytes_max).is_ok_and(|intact| intact.end == length))
+    Ok(frame::decode_at(&bytes, 0, frame_bytes_max).is_ok_and(|intact| intact.end == length))
 }
 
 fn cut_active(

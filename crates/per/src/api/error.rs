@@ -84,6 +84,9 @@ impl From<SubmitError> for ApiError {
         match error {
             SubmitError::Overloaded => ApiError::Overloaded,
             SubmitError::Draining => ApiError::Draining,
+            SubmitError::Halted => {
+                ApiError::Halted("writes are halted by an operator (POST /admin/resume)".to_owned())
+            }
             SubmitError::NotAccepting => {
                 ApiError::Halted("the node is not accepting writes".to_owned())
             }

@@ -47,8 +47,27 @@ pub async fn health(State(app): State<AppState>) -> Response {
         Some(state) => (state.seq(), Some(state.root())),
         None => (0, None),
     };
-    // No snapshots exist yet, so the lag counts from the node's start (recovery replays the WAL).
-    let snapshot_lag = now.saturating_sub(shared.started_at_secs);
+    let halted = shared.flags.halted.load(Ordering::Acquire);
+    // Snapshot lag: 0 while the newest snapshot holds the current seq, else the age of that
+    // snapshot (or of the process, before the first one).
+    let (snapshot_lag, snapshots_mode, snapshot_failures) = match &shared.snapshots {
+        Some(status) => {
+            let last_seq = status.last_seq.load(Ordering::Relaxed);
+            let last_secs = status.last_unix_secs.load(Ordering::Relaxed);
+            let since = if last_secs == 0 {
+                shared.started_at_secs
+            } else {
+                last_secs
+            };
+            let lag = if last_secs != 0 && last_seq == seq {
+                0
+            } else {
+                now.saturating_sub(since)
+            };
+            (lag, "enabled", status.failures.load(Ordering::Relaxed))
+        }
+        None => (now.saturating_sub(shared.started_at_secs), "disabled", 0),
+    };
     // Nothing settles yet, so every accepted transaction is pending.
     let pending_tx_count = seq;
     let mut reasons = Vec::new();
@@ -56,15 +75,24 @@ pub async fn health(State(app): State<AppState>) -> Response {
     if poisoned {
         status = "critical";
         reasons.push("WAL writer poisoned by an I/O failure; the node is exiting".to_owned());
-    } else {
+    } else if halted {
+        status = "critical";
+        reasons.push("writes halted by an operator (POST /admin/resume to resume)".to_owned());
+    }
+    if !poisoned {
         if snapshot_lag > shared.snapshot_lag_degraded_secs_max {
-            status = "degraded";
+            if status == "healthy" {
+                status = "degraded";
+            }
             reasons.push(format!(
-                "no snapshot for {snapshot_lag} s (snapshots are not implemented yet; recovery replays the WAL)"
+                "snapshot lag {snapshot_lag} s exceeds {} s ({snapshot_failures} snapshot failures since start)",
+                shared.snapshot_lag_degraded_secs_max
             ));
         }
         if pending_tx_count > shared.pending_tx_degraded_max {
-            status = "degraded";
+            if status == "healthy" {
+                status = "degraded";
+            }
             reasons.push(format!(
                 "{pending_tx_count} transactions not settled (settlement is disabled)"
             ));
@@ -89,7 +117,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         backups: Vec::new(),
         wal_writer: if poisoned { "poisoned" } else { "ok" },
         accepting_writes: shared.accepting_writes(),
-        snapshots: "disabled",
+        snapshots: snapshots_mode,
         settlement: "disabled",
         proof_generation: "disabled",
         tee_attestation: "none",

@@ -2,6 +2,7 @@
 //!
 //! Request bodies are never logged: the trace layer records method, route, status and latency only.
 
+pub mod admin;
 pub mod error;
 pub mod health;
 pub mod read;
@@ -42,6 +43,9 @@ pub fn router(state: AppState, body_bytes_max: usize) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/admin/halt", post(admin::halt))
+        .route("/admin/resume", post(admin::resume))
+        .route("/admin/snapshot", post(admin::snapshot))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)

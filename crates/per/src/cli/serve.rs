@@ -10,13 +10,13 @@ use crate::config::{
     DEFAULT_CLUSTER, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_INTERVAL_SECS,
     DeploymentMode, FileConfig, LogFormat,
 };
+use crate::node::snapshotter::{self, SnapshotPolicy};
 use crate::node::{self, Shared, SharedConfig};
 use crate::sequencer::{self, HEARTBEAT_INTERVAL, SequencerLimits};
 use crate::tokens::Token;
 use anyhow::Context;
 use clap::Args;
 use per_core::StateLimits;
-use per_store::WalOptions;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,11 +64,16 @@ pub struct ServeArgs {
     /// File holding the deposit token.
     #[arg(long, env = "PER_DEPOSIT_TOKEN_FILE")]
     pub deposit_token_file: Option<PathBuf>,
+    /// Key for encryption at rest of snapshots and WAL (32 raw bytes or 64 hex digits).
+    #[arg(long, env = "PER_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// The merged configuration of one `per serve`.
 struct ServeConfig {
     data_dir: PathBuf,
+    snapshot_interval_secs: u64,
+    encryption_key_file: Option<PathBuf>,
     listen: SocketAddr,
     mode: DeploymentMode,
     cluster: String,
@@ -106,12 +111,19 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Json),
+        snapshot_interval_secs: args
+            .snapshot_interval
+            .or(file.snapshot_interval_secs)
+            .unwrap_or(DEFAULT_SNAPSHOT_INTERVAL_SECS),
+        encryption_key_file: args
+            .encryption_key_file
+            .clone()
+            .or_else(|| file.encryption_key_file.clone()),
         file,
     };
-    let _snapshot_interval_secs = args
-        .snapshot_interval
-        .or(config.file.snapshot_interval_secs)
-        .unwrap_or(DEFAULT_SNAPSHOT_INTERVAL_SECS);
+    if config.snapshot_interval_secs == 0 {
+        return Err(Exit::usage("SNAPSHOT_INTERVAL must be > 0"));
+    }
     if config.mode != DeploymentMode::Single {
         return Err(Exit::usage(format!(
             "DEPLOYMENT_MODE={} is not available in this build (only `single`; HA is tracked separately)",
@@ -176,21 +188,24 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let limits = &config.file.limits;
     let epoch = 1;
-    let wal_options = WalOptions {
-        dir: config.data_dir.join("wal"),
-        segment_bytes_max: limits.segment_bytes_max,
-        cluster_id: node::cluster_id(&config.cluster),
-        epoch,
-        record_bytes_max: limits.record_bytes_max,
+    let key = crate::node::load_key(config.encryption_key_file.as_deref())?;
+    match &key {
+        Some(key) => tracing::info!(key_id = %key.key_id_hex(), "encryption at rest enabled"),
+        None => tracing::warn!("encryption at rest disabled (no PER_ENCRYPTION_KEY_FILE)"),
+    }
+    let state_limits = StateLimits {
+        receipts_max: limits.receipts_max,
     };
+    let source = crate::node::recovery_source(
+        &config.data_dir,
+        &config.cluster,
+        limits,
+        epoch,
+        key.clone(),
+        state_limits,
+    );
     let started = std::time::Instant::now();
-    let (state, wal, report) = node::recover(
-        wal_options,
-        StateLimits {
-            receipts_max: limits.receipts_max,
-        },
-    )
-    .map_err(|e| {
+    let (state, wal, report) = node::recover(source).map_err(|e| {
         let code = if e.is_corruption() { 1 } else { 3 };
         anyhow::Error::new(Exit {
             code,
@@ -200,14 +215,36 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         seq = state.seq(),
         root = %state.root(),
+        snapshot = ?report.snapshot,
+        skipped_snapshots = report.skipped_snapshots.len(),
         transactions = report.transactions,
         groups = report.groups,
         segments = report.segments,
         torn_tail_bytes = report.torn_tail.as_ref().map_or(0, |t| t.bytes),
         unfinished_group_records = report.unfinished_group_records,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "recovered from WAL"
+        "recovered"
     );
+
+    let (mut planner, snapshot_status, snapshot_thread) = snapshotter::spawn(
+        SnapshotPolicy {
+            dir: config.data_dir.join("snapshots"),
+            every_txs: limits.snapshot_every_txs,
+            interval: Duration::from_secs(config.snapshot_interval_secs),
+            delta_chain_max: limits.snapshot_delta_chain_max,
+            restore_points_min: limits.snapshot_restore_points_min,
+            jobs_max: limits.snapshot_jobs_max,
+            epoch,
+            key,
+        },
+        state.seq(),
+        report.snapshot_tip,
+    )
+    .context("cannot start the snapshot thread")?;
+    if report.snapshot_tip.map(|(seq, _)| seq) != Some(state.seq()) && state.seq() > 0 {
+        // Compact the replayed WAL tail into a restore point right away.
+        planner.request(&state, true, None);
+    }
 
     let shared = Arc::new(Shared::new(
         state,
@@ -218,6 +255,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             admin_token,
             pending_tx_degraded_max: limits.pending_tx_degraded_max,
             snapshot_lag_degraded_secs_max: limits.snapshot_lag_degraded_secs_max,
+            snapshots: Some(snapshot_status),
         },
     ));
     let (sequencer, sequencer_thread) = sequencer::spawn(
@@ -227,6 +265,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             queue_max: limits.queue_max,
             group_records_max: limits.group_records_max,
         },
+        Some(planner),
     )
     .context("cannot start the sequencer thread")?;
 
@@ -298,6 +337,10 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     if sequencer_thread.join().is_err() {
         return Err(Exit::problem("the sequencer thread panicked"));
+    }
+    // The planner went with the sequencer: the snapshot thread finishes its queue and stops.
+    if snapshot_thread.join().is_err() {
+        return Err(Exit::problem("the snapshot thread panicked"));
     }
     served?;
     if shared.flags.poisoned.load(Ordering::Acquire) {

@@ -2,8 +2,9 @@
 
 pub mod recovery;
 pub mod shared;
+pub mod snapshotter;
 
-pub use recovery::recover;
+pub use recovery::{RecoveryError, RecoveryReport, RecoverySource, recover};
 pub use shared::{Shared, SharedConfig, unix_millis, unix_secs};
 
 use sha2::{Digest, Sha256};
@@ -15,4 +16,38 @@ pub fn cluster_id(cluster: &str) -> [u8; 16] {
     let mut id = [0u8; 16];
     id.copy_from_slice(&digest[..16]);
     id
+}
+
+/// Loads the encryption key named by `PER_ENCRYPTION_KEY_FILE`, if any (a bad key file is a
+/// configuration error, exit 2).
+pub fn load_key(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<per_store::EncryptionKey>>> {
+    match path {
+        None => Ok(None),
+        Some(path) => per_store::EncryptionKey::from_file(path)
+            .map(|key| Some(std::sync::Arc::new(key)))
+            .map_err(|e| crate::cli::Exit::usage(e.to_string())),
+    }
+}
+
+/// Where a data directory keeps its WAL and snapshots, with the node's limits.
+pub fn recovery_source(
+    data_dir: &std::path::Path,
+    cluster: &str,
+    limits: &crate::config::Limits,
+    epoch: u64,
+    key: Option<std::sync::Arc<per_store::EncryptionKey>>,
+    state_limits: per_core::StateLimits,
+) -> RecoverySource {
+    let mut wal = per_store::WalOptions::new(data_dir.join("wal"), cluster_id(cluster), epoch);
+    wal.segment_bytes_max = limits.segment_bytes_max;
+    wal.record_bytes_max = limits.record_bytes_max;
+    wal.key = key.clone();
+    RecoverySource {
+        wal,
+        snapshots_dir: data_dir.join("snapshots"),
+        key,
+        limits: state_limits,
+    }
 }

@@ -1,18 +1,28 @@
-//! Start-up recovery: replay every intact WAL record through the same code path as execution.
+//! Start-up recovery: the newest valid snapshot chain, then every WAL record after it, replayed
+//! through the same code path as execution (DESIGN.md §4–5).
 //!
-//! Policy (DESIGN.md §4): a torn tail is cut by the WAL (with a `.broken` copy); a commit group
-//! without its `GroupEnd` at the very end was never acknowledged and is cut too; anything else that
-//! does not decode, is out of sequence, contradicts the state, or ends in a different root is
-//! corruption, and the node refuses to start.
+//! Snapshots: every candidate is fully checked (sidecar, header, key, decryption, inner checksum,
+//! decode, tree shape and root, delta roots); an invalid one is reported and skipped, never trusted,
+//! and the next older restore point is tried. WAL: a torn tail is cut by the WAL (with a `.broken`
+//! copy); a commit group without its `GroupEnd` at the very end was never acknowledged and is cut
+//! too; anything else that does not decode, is out of sequence (a gap, or a WAL that starts after
+//! the snapshot), contradicts the state, or ends in a different root is corruption, and the node
+//! refuses to start. The replay rehashes the tree once at the end (not once per group) and compares
+//! with the last logged root, which keeps restarts fast.
 
-use per_core::{RecordError, ReplayError, State, StateLimits, WalRecord};
-use per_store::{FramePos, TornTail, Wal, WalError, WalOptions};
-use std::path::PathBuf;
+use per_core::{
+    ImageError, RecordError, ReplayError, State, StateDelta, StateImage, StateLimits, TreeCheck,
+    WalRecord,
+};
+use per_store::snapshot::{self, SnapshotKind};
+use per_store::{EncryptionKey, FramePos, TornTail, Wal, WalError, WalOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Why the node cannot start from its WAL.
+/// Why the node cannot start from its data directory.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    /// The WAL itself refused (I/O, corruption, foreign or unsupported segment).
+    /// The WAL itself refused (I/O, corruption, foreign or unsupported segment, key).
     #[error(transparent)]
     Wal(#[from] WalError),
     /// A frame is intact but its record does not decode.
@@ -41,19 +51,52 @@ pub enum RecoveryError {
         /// What did not fit.
         source: ReplayError,
     },
+    /// The WAL does not continue the newest valid snapshot.
+    #[error(
+        "the WAL starts at seq {wal_first_seq} but the newest valid snapshot ends at seq {snapshot_seq}: transactions {snapshot_seq}+1..{wal_first_seq} are missing; refusing to start (see docs/RUNBOOK.md, 'State corruption')"
+    )]
+    WalGap {
+        /// Last seq of the snapshot state (0: none).
+        snapshot_seq: u64,
+        /// First WAL record after it.
+        wal_first_seq: u64,
+    },
+    /// The snapshot directory could not be listed.
+    #[error("cannot read snapshots: {0}")]
+    Snapshots(String),
+    /// The final rehash disagrees with the last logged root.
+    #[error(
+        "WAL replay ended in a different root: {0}; refusing to start (see docs/RUNBOOK.md, 'State corruption')"
+    )]
+    FinalRoot(ReplayError),
 }
 
 impl RecoveryError {
-    /// Whether this is damage to the data (exit 1) rather than an I/O failure.
+    /// Whether this is damage to the data (exit 1) rather than an I/O failure (exit 3).
     pub fn is_corruption(&self) -> bool {
         !matches!(self, RecoveryError::Wal(WalError::Io { .. }))
     }
 }
 
-/// What recovery found, for the start-up log.
+/// A snapshot that was found unusable at start-up.
+#[derive(Debug, Clone)]
+pub struct SkippedSnapshot {
+    /// The restore point tried.
+    pub path: PathBuf,
+    /// Why its chain was refused.
+    pub reason: String,
+}
+
+/// What recovery found, for the start-up log and verbs.
 #[derive(Debug, Default)]
 pub struct RecoveryReport {
-    /// Transactions replayed.
+    /// The restore point the state was built from.
+    pub snapshot: Option<PathBuf>,
+    /// Its seq and inner checksum (the next delta's base).
+    pub snapshot_tip: Option<(u64, [u8; 32])>,
+    /// Restore points that were invalid and skipped.
+    pub skipped_snapshots: Vec<SkippedSnapshot>,
+    /// Transactions replayed from the WAL.
     pub transactions: u64,
     /// Commit groups replayed.
     pub groups: u64,
@@ -65,19 +108,130 @@ pub struct RecoveryReport {
     pub unfinished_group_records: usize,
 }
 
-/// Opens the WAL in `options.dir`, replays it into a fresh state and returns both.
-pub fn recover(
-    options: WalOptions,
+/// Where to recover from.
+#[derive(Clone)]
+pub struct RecoverySource {
+    /// WAL options (its directory, cluster, limits, key).
+    pub wal: WalOptions,
+    /// `<data-dir>/snapshots`.
+    pub snapshots_dir: PathBuf,
+    /// Key for encrypted snapshots.
+    pub key: Option<Arc<EncryptionKey>>,
+    /// State limits.
+    pub limits: StateLimits,
+}
+
+/// A state rebuilt from a snapshot chain.
+pub struct LoadedSnapshot {
+    /// The state at the restore point.
+    pub state: State,
+    /// The restore point (last link).
+    pub path: PathBuf,
+    /// Its seq and inner checksum.
+    pub tip: (u64, [u8; 32]),
+}
+
+/// Loads the chain ending at `target` (a listed snapshot file), checking every link.
+pub fn load_chain(
+    dir: &Path,
+    target: &Path,
+    key: Option<&EncryptionKey>,
     limits: StateLimits,
-) -> Result<(State, Wal, RecoveryReport), RecoveryError> {
-    let (mut wal, recovered) = Wal::open(options)?;
-    let mut report = RecoveryReport {
-        segments: recovered.segments.len(),
-        torn_tail: recovered.torn_tail.clone(),
-        ..RecoveryReport::default()
-    };
-    let mut records = Vec::with_capacity(recovered.frames.len());
-    for frame in &recovered.frames {
+    check: TreeCheck,
+) -> Result<LoadedSnapshot, String> {
+    let listed = snapshot::list_snapshots(dir).map_err(|e| e.to_string())?;
+    let target_meta = snapshot::read_meta(target).map_err(|e| e.to_string())?;
+    let chain =
+        snapshot::chain_for(&listed.snapshots, target_meta.seq).map_err(|e| e.to_string())?;
+    let mut state: Option<State> = None;
+    let mut tip = None;
+    let mut last_path = target.to_owned();
+    for link in chain {
+        let (meta, body) = snapshot::read_snapshot(&link.path, key).map_err(|e| e.to_string())?;
+        let fail = |e: ImageError| format!("{}: {e}", link.path.display());
+        match meta.kind {
+            SnapshotKind::Full => {
+                let image = StateImage::decode(&body).map_err(fail)?;
+                if image.seq != meta.seq {
+                    return Err(format!(
+                        "{}: image seq {} ≠ header seq {}",
+                        link.path.display(),
+                        image.seq,
+                        meta.seq
+                    ));
+                }
+                state = Some(State::from_image(image, limits, check).map_err(fail)?);
+            }
+            SnapshotKind::Delta => {
+                let delta = StateDelta::decode(&body).map_err(fail)?;
+                let current = state
+                    .as_mut()
+                    .ok_or_else(|| format!("{}: delta without a base", link.path.display()))?;
+                current.apply_delta(&delta).map_err(fail)?;
+            }
+        }
+        tip = Some((meta.seq, meta.inner_checksum));
+        last_path = link.path.clone();
+    }
+    match (state, tip) {
+        (Some(state), Some(tip)) => Ok(LoadedSnapshot {
+            state,
+            path: last_path,
+            tip,
+        }),
+        _ => Err(format!("{}: empty chain", target.display())),
+    }
+}
+
+/// Tries restore points from the newest down; returns the first whose whole chain is valid, and
+/// the ones skipped on the way.
+pub fn newest_valid_snapshot(
+    dir: &Path,
+    key: Option<&EncryptionKey>,
+    limits: StateLimits,
+    check: TreeCheck,
+) -> Result<(Option<LoadedSnapshot>, Vec<SkippedSnapshot>), String> {
+    if !dir.exists() {
+        return Ok((None, Vec::new()));
+    }
+    let listed = snapshot::list_snapshots(dir).map_err(|e| e.to_string())?;
+    let mut skipped = Vec::new();
+    for entry in listed.snapshots.iter().rev() {
+        match load_chain(dir, &entry.path, key, limits, check) {
+            Ok(loaded) => return Ok((Some(loaded), skipped)),
+            Err(reason) => skipped.push(SkippedSnapshot {
+                path: entry.path.clone(),
+                reason,
+            }),
+        }
+    }
+    Ok((None, skipped))
+}
+
+/// How often replay checks the logged root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootCheck {
+    /// Rehash at every `GroupEnd` and compare (`per replay-wal`: finds the first divergent group).
+    EveryGroup,
+    /// Rehash once at the end and compare with the last logged root (start-up: fast).
+    AtEnd,
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayStats {
+    /// Transactions applied.
+    pub transactions: u64,
+    /// Groups closed.
+    pub groups: u64,
+}
+
+/// Decodes intact WAL frames and finds how many form complete commit groups.
+pub fn decode_frames(
+    frames: &[per_store::RecoveredFrame],
+) -> Result<(Vec<(WalRecord, &FramePos)>, usize), RecoveryError> {
+    let mut records = Vec::with_capacity(frames.len());
+    for frame in frames {
         let record = WalRecord::decode(&frame.data).map_err(|source| RecoveryError::Record {
             segment: frame.pos.segment.clone(),
             offset: frame.pos.offset,
@@ -89,6 +243,99 @@ pub fn recover(
         .iter()
         .rposition(|(record, _)| matches!(record, WalRecord::GroupEnd { .. }))
         .map_or(0, |last_end| last_end + 1);
+    Ok((records, complete))
+}
+
+/// Applies the records after `state.seq()` (those before are covered by the snapshot) and checks
+/// roots as asked. Stops at the first problem, naming the segment and offset.
+pub fn replay(
+    state: &mut State,
+    records: &[(WalRecord, &FramePos)],
+    check: RootCheck,
+) -> Result<ReplayStats, RecoveryError> {
+    let snapshot_seq = state.seq();
+    let mut stats = ReplayStats::default();
+    let mut checked_continuity = false;
+    for (record, pos) in records {
+        if record.seq() <= snapshot_seq {
+            continue; // covered by the snapshot
+        }
+        if !checked_continuity {
+            checked_continuity = true;
+            let first = match record {
+                WalRecord::Tx { seq, .. } => *seq,
+                WalRecord::GroupEnd { .. } => record.seq() + 1,
+            };
+            if first != snapshot_seq + 1 {
+                return Err(RecoveryError::WalGap {
+                    snapshot_seq,
+                    wal_first_seq: first,
+                });
+            }
+        }
+        let at = |source| RecoveryError::Replay {
+            segment: pos.segment.clone(),
+            offset: pos.offset,
+            source,
+        };
+        match record {
+            WalRecord::Tx { seq, effects, .. } => {
+                state.apply_effects(*seq, effects).map_err(at)?;
+                stats.transactions += 1;
+            }
+            WalRecord::GroupEnd { seq_last, root, .. } => {
+                if *seq_last != state.seq() {
+                    return Err(at(ReplayError::OutOfSequence {
+                        expected: state.seq(),
+                        found: *seq_last,
+                    }));
+                }
+                match check {
+                    RootCheck::EveryGroup => state.seal_replayed_group(*root).map_err(at)?,
+                    RootCheck::AtEnd => state.close_replayed_group_deferred(*root),
+                }
+                stats.groups += 1;
+            }
+        }
+    }
+    state.verify_deferred().map_err(RecoveryError::FinalRoot)?;
+    Ok(stats)
+}
+
+fn load_start_state(
+    source: &RecoverySource,
+    report: &mut RecoveryReport,
+) -> Result<State, RecoveryError> {
+    let (loaded, skipped) = newest_valid_snapshot(
+        &source.snapshots_dir,
+        source.key.as_deref(),
+        source.limits,
+        TreeCheck::StoredNodes,
+    )
+    .map_err(RecoveryError::Snapshots)?;
+    for skip in &skipped {
+        tracing::error!(path = %skip.path.display(), reason = %skip.reason, "invalid snapshot skipped");
+    }
+    report.skipped_snapshots = skipped;
+    Ok(match loaded {
+        Some(loaded) => {
+            report.snapshot = Some(loaded.path);
+            report.snapshot_tip = Some(loaded.tip);
+            loaded.state
+        }
+        None => State::new(source.limits),
+    })
+}
+
+/// Rebuilds the state from the data directory and opens the WAL for appending (cutting a torn
+/// tail and an unfinished group).
+pub fn recover(source: RecoverySource) -> Result<(State, Wal, RecoveryReport), RecoveryError> {
+    let mut report = RecoveryReport::default();
+    let mut state = load_start_state(&source, &mut report)?;
+    let (mut wal, recovered) = Wal::open(source.wal)?;
+    report.segments = recovered.segments.len();
+    report.torn_tail = recovered.torn_tail.clone();
+    let (records, complete) = decode_frames(&recovered.frames)?;
     if complete < records.len() {
         report.unfinished_group_records = records.len() - complete;
         let keep: Option<&FramePos> = complete.checked_sub(1).map(|i| records[i].1);
@@ -98,29 +345,27 @@ pub fn recover(
         );
         wal.truncate_after(keep)?;
     }
-    let mut state = State::new(limits);
-    for (record, pos) in &records[..complete] {
-        let replay = |source| RecoveryError::Replay {
-            segment: pos.segment.clone(),
-            offset: pos.offset,
-            source,
-        };
-        match record {
-            WalRecord::Tx { seq, effects, .. } => {
-                state.apply_effects(*seq, effects).map_err(replay)?;
-                report.transactions += 1;
-            }
-            WalRecord::GroupEnd { seq_last, root, .. } => {
-                if *seq_last != state.seq() {
-                    return Err(replay(ReplayError::OutOfSequence {
-                        expected: state.seq(),
-                        found: *seq_last,
-                    }));
-                }
-                state.seal_replayed_group(*root).map_err(replay)?;
-                report.groups += 1;
-            }
-        }
-    }
+    let stats = replay(&mut state, &records[..complete], RootCheck::AtEnd)?;
+    report.transactions = stats.transactions;
+    report.groups = stats.groups;
     Ok((state, wal, report))
+}
+
+/// The same rebuild without writing anything (offline verify verbs): a torn tail or an unfinished
+/// group is reported, not cut.
+pub fn recover_read_only(
+    source: &RecoverySource,
+    check: RootCheck,
+) -> Result<(State, RecoveryReport), RecoveryError> {
+    let mut report = RecoveryReport::default();
+    let mut state = load_start_state(source, &mut report)?;
+    let recovered = Wal::scan(&source.wal.dir, &source.wal)?;
+    report.segments = recovered.segments.len();
+    report.torn_tail = recovered.torn_tail.clone();
+    let (records, complete) = decode_frames(&recovered.frames)?;
+    report.unfinished_group_records = records.len() - complete;
+    let stats = replay(&mut state, &records[..complete], check)?;
+    report.transactions = stats.transactions;
+    report.groups = stats.groups;
+    Ok((state, report))
 }

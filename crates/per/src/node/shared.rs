@@ -6,8 +6,10 @@
 
 use crate::config::DeploymentMode;
 use crate::metrics::Metrics;
+use crate::node::snapshotter::SnapshotStatus;
 use crate::tokens::Token;
 use per_core::State;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +22,8 @@ pub struct Flags {
     pub poisoned: AtomicBool,
     /// Graceful shutdown began: new writes are refused.
     pub shutting_down: AtomicBool,
+    /// An operator halted writes (`/admin/halt`); state is kept, reads go on.
+    pub halted: AtomicBool,
 }
 
 /// Shared node context.
@@ -45,6 +49,8 @@ pub struct Shared {
     pub fatal: Notify,
     /// Degradation thresholds.
     pub pending_tx_degraded_max: u64,
+    /// Snapshot progress (None: snapshots off).
+    pub snapshots: Option<Arc<SnapshotStatus>>,
     /// Snapshot-lag threshold for `/health`.
     pub snapshot_lag_degraded_secs_max: u64,
 }
@@ -77,6 +83,8 @@ pub struct SharedConfig {
     pub pending_tx_degraded_max: u64,
     /// `/health` degrades above this snapshot lag.
     pub snapshot_lag_degraded_secs_max: u64,
+    /// Snapshot progress (None: snapshots off).
+    pub snapshots: Option<Arc<SnapshotStatus>>,
 }
 
 impl Shared {
@@ -98,6 +106,7 @@ impl Shared {
             fatal: Notify::new(),
             pending_tx_degraded_max: config.pending_tx_degraded_max,
             snapshot_lag_degraded_secs_max: config.snapshot_lag_degraded_secs_max,
+            snapshots: config.snapshots,
         }
     }
 
@@ -119,6 +128,7 @@ impl Shared {
     pub fn accepting_writes(&self) -> bool {
         !self.flags.poisoned.load(Ordering::Acquire)
             && !self.flags.shutting_down.load(Ordering::Acquire)
+            && !self.flags.halted.load(Ordering::Acquire)
     }
 
     /// Marks the writer failed and asks the process to exit.

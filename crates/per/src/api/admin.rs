@@ -1,0 +1,100 @@
+//! Admin endpoints (bearer admin token): `/admin/halt`, `/admin/resume`, `/admin/snapshot`.
+//!
+//! Halt stops accepting writes and keeps the state (the runbook's "Service Halt" step 1 without
+//! killing the process, so a post-mortem snapshot can still be taken); `/health` turns critical and
+//! `/readyz` 503 until resume.
+
+use super::AppState;
+use super::error::ApiError;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if app.shared.admin_token.matches_header(presented) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+fn counted(
+    app: &AppState,
+    route: &str,
+    result: Result<Json<Value>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = result.as_ref().map_or_else(|e| e.name(), |_| "ok");
+    app.shared.metrics.count_request(route, outcome);
+    result
+}
+
+/// Stops accepting writes; state and reads are kept.
+pub async fn halt(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let result = authorize(&app, &headers).map(|()| {
+        let was = app.shared.flags.halted.swap(true, Ordering::AcqRel);
+        tracing::warn!("writes halted by an operator");
+        Json(json!({ "halted": true, "was_halted": was }))
+    });
+    counted(&app, "/admin/halt", result)
+}
+
+/// Accepts writes again after a halt.
+pub async fn resume(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let result = authorize(&app, &headers).map(|()| {
+        let was = app.shared.flags.halted.swap(false, Ordering::AcqRel);
+        tracing::warn!("writes resumed by an operator");
+        Json(json!({ "halted": false, "was_halted": was }))
+    });
+    counted(&app, "/admin/resume", result)
+}
+
+/// `?kind=full|delta` (default full).
+#[derive(Debug, Deserialize)]
+pub struct SnapshotQuery {
+    kind: Option<String>,
+}
+
+/// Takes a snapshot now (at the next group boundary) and answers with its path and seq.
+pub async fn snapshot(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<SnapshotQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let result = async {
+        authorize(&app, &headers)?;
+        let full = match query.kind.as_deref() {
+            None | Some("full") => true,
+            Some("delta") => false,
+            Some(_) => {
+                return Err(ApiError::InvalidRequest(
+                    "kind must be full or delta".to_owned(),
+                ));
+            }
+        };
+        let outcome = app
+            .sequencer
+            .snapshot(full)
+            .await
+            .map_err(ApiError::Halted)?;
+        Ok(Json(json!({
+            "path": outcome.path,
+            "seq": outcome.seq,
+            "kind": outcome.kind,
+            "bytes": outcome.bytes,
+        })))
+    }
+    .await;
+    counted(&app, "/admin/snapshot", result)
+}
