@@ -4,8 +4,11 @@
 //! (one write and one `fdatasync` per group), rotates [segments](wal#on-disk-format-stable-version-1)
 //! by size and, on [`Wal::open`], returns a [`Recovery`] with every intact [`RecoveredFrame`] after
 //! classifying damage as a torn tail (cut, with a `.broken` copy) or corruption (a typed
-//! [`WalError`] naming the segment and offset). [`WalOptions`] carries the limits. Snapshots,
-//! encryption at rest and backup targets will live beside it.
+//! [`WalError`] naming the segment and offset). [`WalOptions`] carries the limits.
+//!
+//! Beside it: [`snapshot`] files (full or delta, opaque bodies, a `sha256sum` sidecar, atomic
+//! writes, listing, delta chains and retention) and [`crypto`] (encryption at rest with a key from
+//! `PER_ENCRYPTION_KEY_FILE`, shared by snapshots and the WAL). Backup targets will live here too.
 
 pub mod crypto;
 pub mod snapshot;

@@ -299,8 +299,11 @@ impl Sequencer {
                     metrics.commit_group_size.observe((used - 1) as f64);
                     metrics.seq.set(state.seq() as i64);
                     metrics.pending_transactions.set(state.seq() as i64);
-                    if stats.segment_rotated {
+                    if let Some(sealed) = stats.sealed_segment
+                        && let Some(planner) = self.snapshots.as_mut()
+                    {
                         tracing::info!(first_seq, "WAL segment rotated");
+                        planner.segment_sealed(sealed);
                     }
                     if let Some(planner) = self.snapshots.as_mut() {
                         planner.after_group(&state, logged, root);

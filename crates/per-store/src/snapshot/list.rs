@@ -333,12 +333,13 @@ pub struct RetentionPlan {
 /// A *restore point* is a snapshot whose whole chain ([`chain_for`]) is present and readable.
 /// The plan keeps the newest `keep_restore_points_min` restore points (at least 1, whatever is
 /// passed) and every snapshot their chains need, plus every broken or unrestorable file. It deletes
-/// only older restore points that no kept chain needs. So it never deletes a base that a kept chain
-/// needs, never deletes a broken file, and never deletes anything newer than the oldest kept restore
-/// point.
+/// only the other restore points, which are all older than the newest `keep_restore_points_min`.
+/// So it never deletes a base that a kept chain needs, and never deletes a broken file.
+/// [`RetentionPlan::oldest_kept_seq`] is the oldest kept restore point (the full snapshot the
+/// oldest kept chain starts from).
 ///
 /// The plan is only as good as the listing: take the listing after the last write, and let the
-/// directory's single writer apply it.
+/// directory's single writer apply it. Linear in the listing's length (plus sorting).
 pub fn plan_retention(listed: &[ListedSnapshot], keep_restore_points_min: usize) -> RetentionPlan {
     let keep_min = keep_restore_points_min.max(1);
     let index = ChainIndex::new(listed);

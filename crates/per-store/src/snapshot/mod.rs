@@ -31,7 +31,10 @@
 //! - `<name>.snap.sha256`: its sidecar, one `sha256sum` line: `<64 lowercase hex>  <name>.snap\n`
 //!   (two spaces, the bare file name), over the bytes on disk. So, without the key:
 //!   `cd snapshots && sha256sum -c <name>.snap.sha256` (or `shasum -a 256 -c`).
-//! - `*.tmp`: a write interrupted by a crash; never a snapshot.
+//! - `<name>.snap.tmp`, `<name>.snap.sha256.tmp`: a write interrupted by a crash; never a snapshot,
+//!   removed by [`cleanup_tmp`].
+//!
+//! Other files are reported by [`list_snapshots`] and left alone.
 //!
 //! ## File
 //! `[header: 160 bytes][body: body_len bytes]`.
@@ -96,8 +99,9 @@
 //!
 //! The sidecar goes first so that a `.snap` under its final name always has its sidecar: a crash
 //! between 2 and 3 leaves an orphan sidecar (reported by listing, replaced by the next write of that
-//! snapshot), whereas the other order could leave a snapshot that fails `sha256sum -c` and that a
-//! retry could not repair. On file systems without hard links, step 3 checks for the name and
+//! snapshot), whereas the other order could leave a `.snap` without a sidecar: one that fails
+//! `sha256sum -c`, is listed as broken, and (encrypted, so never byte-identical) cannot be
+//! rewritten. On file systems without hard links, step 3 checks for the name and
 //! renames. One writer per directory.
 //!
 //! # Chains and retention
@@ -106,8 +110,9 @@
 //! *restore point* is a snapshot whose whole chain is present and readable. [`plan_retention`] keeps
 //! the newest `keep_restore_points_min` restore points ([`KEEP_RESTORE_POINTS_MIN_DEFAULT`] = 10)
 //! and everything their chains need, keeps broken and unrestorable files for post-mortem, and
-//! deletes only older restore points; [`RetentionPlan::oldest_kept_seq`] tells WAL retention where
-//! it may cut.
+//! deletes only older restore points that no kept chain needs. [`RetentionPlan::oldest_kept_seq`]
+//! tells WAL retention where it may cut: recovering from any kept restore point needs only WAL
+//! records after it.
 
 mod error;
 mod file;

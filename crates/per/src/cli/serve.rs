@@ -236,6 +236,8 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             jobs_max: limits.snapshot_jobs_max,
             epoch,
             key,
+            wal_dir: config.data_dir.join("wal"),
+            wal_age_min: per_store::wal::RETENTION_AGE_MIN_DEFAULT,
         },
         state.seq(),
         report.snapshot_tip,

@@ -36,6 +36,10 @@ pub struct SnapshotPolicy {
     pub epoch: u64,
     /// Encryption at rest.
     pub key: Option<Arc<EncryptionKey>>,
+    /// `<data-dir>/wal`: sealed segments are compressed and old ones retired from here.
+    pub wal_dir: PathBuf,
+    /// WAL segments younger than this are never deleted (runbook: keep 7 days).
+    pub wal_age_min: Duration,
 }
 
 /// What `/health` and metrics read.
@@ -74,11 +78,17 @@ enum JobBody {
     Delta(StateDelta),
 }
 
-struct Job {
+struct SnapshotJob {
     body: JobBody,
     seq: u64,
     timestamp_ms: u64,
     respond: Option<SnapshotResponder>,
+}
+
+enum Job {
+    Snapshot(SnapshotJob),
+    /// A WAL segment was sealed by rotation: compress it.
+    CompressSegment(PathBuf),
 }
 
 /// The sequencer's side: accumulates the delta and decides when to snapshot.
@@ -194,26 +204,34 @@ impl SnapshotPlanner {
         self.group_ends.clear();
         self.base_seq = state.seq();
         self.last_taken = Instant::now();
-        let job = Job {
+        let job = Job::Snapshot(SnapshotJob {
             body,
             seq: state.seq(),
             timestamp_ms: unix_millis(),
             respond,
-        };
+        });
         if let Err(error) = self.jobs.try_send(job) {
             // The writer is behind (or gone): skip this one and start a new chain next time.
             self.status.need_full.store(true, Ordering::Release);
             self.status.failures.fetch_add(1, Ordering::Relaxed);
-            let job = match error {
-                mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job) => job,
-            };
-            tracing::warn!(
-                seq = job.seq,
-                "snapshot skipped: the snapshot writer is busy"
-            );
-            if let Some(respond) = job.respond {
-                let _ = respond.send(Err("the snapshot writer is busy; retry".to_owned()));
+            let (mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) = error;
+            if let Job::Snapshot(job) = job {
+                tracing::warn!(
+                    seq = job.seq,
+                    "snapshot skipped: the snapshot writer is busy"
+                );
+                if let Some(respond) = job.respond {
+                    let _ = respond.send(Err("the snapshot writer is busy; retry".to_owned()));
+                }
             }
+        }
+    }
+
+    /// A WAL segment was sealed by rotation: compress it off the write path (best effort: an
+    /// uncompressed sealed segment is still valid).
+    pub fn segment_sealed(&mut self, segment: PathBuf) {
+        if self.jobs.try_send(Job::CompressSegment(segment)).is_err() {
+            tracing::warn!("sealed WAL segment left uncompressed: the snapshot thread is busy");
         }
     }
 }
@@ -227,6 +245,20 @@ struct Writer {
 impl Writer {
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
         for job in jobs {
+            let job = match job {
+                Job::Snapshot(job) => job,
+                Job::CompressSegment(segment) => {
+                    match per_store::compress_sealed(&self.policy.wal_dir, &segment) {
+                        Ok(path) => {
+                            tracing::info!(path = %path.display(), "sealed WAL segment compressed")
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "sealed WAL segment left uncompressed")
+                        }
+                    }
+                    continue;
+                }
+            };
             let started = Instant::now();
             let result = self.write(job.body, job.seq, job.timestamp_ms);
             match &result {
@@ -313,17 +345,51 @@ impl Writer {
         }
     }
 
+    /// Snapshot retention (keep ≥ `restore_points_min` restore points and their chains), then
+    /// WAL retention: a sealed segment goes only when it is older than `wal_age_min` AND entirely
+    /// before the oldest kept restore point's base, so every kept restore point can still be
+    /// rolled forward.
     fn retain(&self) {
-        let result = snapshot::list_snapshots(&self.policy.dir).and_then(|listed| {
-            let plan = snapshot::plan_retention(&listed.snapshots, self.policy.restore_points_min);
-            snapshot::apply_retention(&plan)
-        });
-        match result {
+        let plan = match snapshot::list_snapshots(&self.policy.dir) {
+            Ok(listed) => {
+                snapshot::plan_retention(&listed.snapshots, self.policy.restore_points_min)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "snapshot retention skipped: cannot list snapshots");
+                return;
+            }
+        };
+        match snapshot::apply_retention(&plan) {
             Ok(deleted) if !deleted.is_empty() => {
                 tracing::debug!(files = deleted.len(), "old snapshots removed by retention");
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "snapshot retention failed"),
+            Err(error) => {
+                tracing::warn!(%error, "snapshot retention failed");
+                return;
+            }
+        }
+        let Some(oldest_base_seq) = plan.oldest_kept_seq else {
+            return;
+        };
+        let result = per_store::list_segments(&self.policy.wal_dir).and_then(|segments| {
+            let deletable = per_store::plan_wal_retention(
+                &segments,
+                oldest_base_seq + 1,
+                self.policy.wal_age_min,
+                std::time::SystemTime::now(),
+            );
+            if !deletable.is_empty() {
+                per_store::delete_segments(&self.policy.wal_dir, &deletable)?;
+                tracing::info!(
+                    segments = deletable.len(),
+                    "old WAL segments removed by retention"
+                );
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
+            tracing::warn!(%error, "WAL retention failed");
         }
     }
 }
