@@ -258,6 +258,14 @@ impl State {
     /// Applies a delta (its records through `apply_effects`, one rehash) and checks its root.
     /// On error the state must be discarded: part of the delta may have been applied.
     pub fn apply_delta(&mut self, delta: &StateDelta) -> Result<(), ImageError> {
+        self.apply_delta_deferred(delta)?;
+        self.verify_deferred()?;
+        Ok(())
+    }
+
+    /// Applies a delta without rehashing; the caller checks the whole chain once with
+    /// [`State::verify_deferred`] (a chain of many deltas then costs one batched rehash).
+    pub fn apply_delta_deferred(&mut self, delta: &StateDelta) -> Result<(), ImageError> {
         if delta.base_seq != self.seq {
             return Err(ImageError::WrongBase {
                 base_seq: delta.base_seq,
@@ -285,7 +293,6 @@ impl State {
                 ));
             }
         }
-        self.verify_deferred()?;
         Ok(())
     }
 }

@@ -89,7 +89,7 @@ impl Default for Limits {
             pending_tx_degraded_max: 10_000,
             snapshot_lag_degraded_secs_max: 300,
             snapshot_every_txs: 100,
-            snapshot_delta_chain_max: 100,
+            snapshot_delta_chain_max: 1000,
             snapshot_restore_points_min: 10,
             snapshot_jobs_max: 4,
         }

@@ -143,19 +143,63 @@ pub fn load_chain(
     let target_meta = snapshot::read_meta(target).map_err(|e| e.to_string())?;
     let chain =
         snapshot::chain_for(&listed.snapshots, target_meta.seq).map_err(|e| e.to_string())?;
+    let links: Vec<&Path> = chain.iter().map(|link| link.path.as_path()).collect();
+    load_links(target, &links, key, limits, check)
+}
+
+/// [`load_chain`] for exactly the file `target` (`<dir>/<name>`): where a full and a delta share
+/// a seq, [`load_chain`] takes the full; this loads the chain that ends in `target` itself. Also
+/// returns the chain's files, oldest first (verify and restore verbs).
+pub fn load_chain_exact(
+    dir: &Path,
+    target: &Path,
+    key: Option<&EncryptionKey>,
+    limits: StateLimits,
+    check: TreeCheck,
+) -> Result<(LoadedSnapshot, Vec<PathBuf>), String> {
+    let paths = chain_files_exact(dir, target)?;
+    let links: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let loaded = load_links(target, &links, key, limits, check)?;
+    Ok((loaded, paths))
+}
+
+/// The files of the chain ending exactly at `target` (`<dir>/<name>`), oldest first, from the
+/// listing and headers only (no body is read, so the chain may still fail to load).
+pub fn chain_files_exact(dir: &Path, target: &Path) -> Result<Vec<PathBuf>, String> {
+    let listed = snapshot::list_snapshots(dir).map_err(|e| e.to_string())?;
+    let target_meta = snapshot::read_meta(target).map_err(|e| e.to_string())?;
+    let name = target.file_name();
+    // Drop the other file of the same seq, so the chain found ends in `target`.
+    let candidates: Vec<snapshot::ListedSnapshot> = listed
+        .snapshots
+        .into_iter()
+        .filter(|s| s.seq != target_meta.seq || s.path.file_name() == name)
+        .collect();
+    let chain = snapshot::chain_for(&candidates, target_meta.seq).map_err(|e| e.to_string())?;
+    Ok(chain.iter().map(|link| link.path.clone()).collect())
+}
+
+/// Reads and applies every link of a chain (oldest first), checking each.
+fn load_links(
+    target: &Path,
+    links: &[&Path],
+    key: Option<&EncryptionKey>,
+    limits: StateLimits,
+    check: TreeCheck,
+) -> Result<LoadedSnapshot, String> {
     let mut state: Option<State> = None;
     let mut tip = None;
     let mut last_path = target.to_owned();
-    for link in chain {
-        let (meta, body) = snapshot::read_snapshot(&link.path, key).map_err(|e| e.to_string())?;
-        let fail = |e: ImageError| format!("{}: {e}", link.path.display());
+    for &link in links {
+        let (meta, body) = snapshot::read_snapshot(link, key).map_err(|e| e.to_string())?;
+        let fail = |e: ImageError| format!("{}: {e}", link.display());
         match meta.kind {
             SnapshotKind::Full => {
                 let image = StateImage::decode(&body).map_err(fail)?;
                 if image.seq != meta.seq {
                     return Err(format!(
                         "{}: image seq {} ≠ header seq {}",
-                        link.path.display(),
+                        link.display(),
                         image.seq,
                         meta.seq
                     ));
@@ -166,12 +210,21 @@ pub fn load_chain(
                 let delta = StateDelta::decode(&body).map_err(fail)?;
                 let current = state
                     .as_mut()
-                    .ok_or_else(|| format!("{}: delta without a base", link.path.display()))?;
-                current.apply_delta(&delta).map_err(fail)?;
+                    .ok_or_else(|| format!("{}: delta without a base", link.display()))?;
+                match check {
+                    TreeCheck::Rehash => current.apply_delta(&delta).map_err(fail)?,
+                    TreeCheck::StoredNodes => current.apply_delta_deferred(&delta).map_err(fail)?,
+                }
             }
         }
         tip = Some((meta.seq, meta.inner_checksum));
-        last_path = link.path.clone();
+        last_path = link.to_path_buf();
+    }
+    if let Some(state) = state.as_mut() {
+        // Deferred deltas: one rehash for the whole chain, compared with the last delta's root.
+        state
+            .verify_deferred()
+            .map_err(|e| format!("{}: {e}", last_path.display()))?;
     }
     match (state, tip) {
         (Some(state), Some(tip)) => Ok(LoadedSnapshot {

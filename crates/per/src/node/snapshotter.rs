@@ -166,7 +166,7 @@ impl SnapshotPlanner {
     pub fn on_tick(&mut self, state: &State) {
         let behind = state.seq() != self.status.last_seq.load(Ordering::Relaxed);
         if behind && self.last_taken.elapsed() >= self.policy.interval {
-            self.take(state, true, None);
+            self.take(state, false, None);
         }
     }
 
@@ -176,9 +176,10 @@ impl SnapshotPlanner {
     }
 
     fn take(&mut self, state: &State, full: bool, respond: Option<SnapshotResponder>) {
-        let want_full = full
-            || self.status.need_full.swap(false, Ordering::AcqRel)
-            || self.deltas_in_chain >= self.policy.delta_chain_max;
+        // Clear the flag whatever was asked: a full snapshot starts a new chain, so the flag must
+        // not outlive it and turn the next delta into a full one too.
+        let need_full = self.status.need_full.swap(false, Ordering::AcqRel);
+        let want_full = full || need_full || self.deltas_in_chain >= self.policy.delta_chain_max;
         let body = if want_full {
             let started = Instant::now();
             let clone = Box::new(state.clone());
@@ -262,7 +263,15 @@ impl Writer {
             let started = Instant::now();
             let result = self.write(job.body, job.seq, job.timestamp_ms);
             match &result {
-                Ok(file) => {
+                Ok((file, false)) => {
+                    self.tip = Some((file.meta.seq, file.meta.inner_checksum));
+                    tracing::info!(
+                        seq = file.meta.seq,
+                        path = %file.path.display(),
+                        "snapshot requested with nothing new since the last one: answered with the file on disk"
+                    );
+                }
+                Ok((file, true)) => {
                     self.tip = Some((file.meta.seq, file.meta.inner_checksum));
                     self.status.last_seq.store(file.meta.seq, Ordering::Relaxed);
                     self.status
@@ -287,7 +296,7 @@ impl Writer {
                 }
             }
             if let Some(respond) = job.respond {
-                let _ = respond.send(result.map(|file| SnapshotOutcome {
+                let _ = respond.send(result.map(|(file, _)| SnapshotOutcome {
                     seq: file.meta.seq,
                     kind: match file.meta.kind {
                         SnapshotKind::Full => "full",
@@ -300,10 +309,44 @@ impl Writer {
         }
     }
 
-    fn write(&self, body: JobBody, seq: u64, timestamp_ms: u64) -> Result<SnapshotFile, String> {
+    /// The snapshot already on disk holding the state at `seq` when `seq` is the tip: a full one
+    /// at `seq`, or (`kinds` including delta) the tip itself; intact (sidecar checked). An explicit
+    /// request with nothing new since the tip is answered with it, rather than failing on a name
+    /// that is taken (a full one) or on an empty delta.
+    fn existing_at_tip(&self, seq: u64, kinds: &[SnapshotKind]) -> Option<SnapshotFile> {
+        let (tip_seq, tip_checksum) = self.tip?;
+        if tip_seq != seq {
+            return None;
+        }
+        kinds.iter().find_map(|&kind| {
+            let path = self
+                .policy
+                .dir
+                .join(snapshot::snapshot_file_name(seq, kind));
+            let meta = snapshot::read_meta(&path).ok()?;
+            // Any full snapshot at this seq holds this state; a delta must be the tip itself.
+            if kind == SnapshotKind::Delta && meta.inner_checksum != tip_checksum {
+                return None;
+            }
+            snapshot::verify_sidecar(&path).ok()?;
+            let bytes = std::fs::metadata(&path).ok()?.len();
+            Some(SnapshotFile { path, meta, bytes })
+        })
+    }
+
+    /// Writes the job's snapshot; `(file, false)` when the state was already on disk.
+    fn write(
+        &self,
+        body: JobBody,
+        seq: u64,
+        timestamp_ms: u64,
+    ) -> Result<(SnapshotFile, bool), String> {
         let key = self.policy.key.as_deref();
         match body {
             JobBody::Full(state) => {
+                if let Some(existing) = self.existing_at_tip(seq, &[SnapshotKind::Full]) {
+                    return Ok((existing, false));
+                }
                 let bytes = state.to_image(timestamp_ms).encode();
                 drop(state);
                 snapshot::write_snapshot(
@@ -316,6 +359,7 @@ impl Writer {
                     &bytes,
                     key,
                 )
+                .map(|file| (file, true))
                 .map_err(|e| e.to_string())
             }
             JobBody::Delta(mut delta) => {
@@ -329,6 +373,17 @@ impl Writer {
                             self.tip.map(|t| t.0)
                         )
                     })?;
+                if delta.base_seq == seq {
+                    // Nothing since the tip: an empty delta is not a snapshot.
+                    return self
+                        .existing_at_tip(seq, &[SnapshotKind::Delta, SnapshotKind::Full])
+                        .map(|file| (file, false))
+                        .ok_or_else(|| {
+                            format!(
+                                "nothing new since snapshot seq {seq}, which is no longer on disk"
+                            )
+                        });
+                }
                 delta.timestamp_ms = timestamp_ms;
                 snapshot::write_snapshot(
                     &self.policy.dir,
@@ -340,6 +395,7 @@ impl Writer {
                     &delta.encode(),
                     key,
                 )
+                .map(|file| (file, true))
                 .map_err(|e| e.to_string())
             }
         }
