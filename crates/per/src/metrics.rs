@@ -58,6 +58,18 @@ pub struct Metrics {
     pub pending_transactions: Gauge,
     /// 1 while the WAL writer is poisoned.
     pub writer_poisoned: Gauge,
+    /// 1 while an operator has halted writes.
+    pub halted: Gauge,
+    /// Seconds since the newest snapshot (0 while it holds the current seq).
+    pub snapshot_age: Gauge,
+    /// Seq of the newest snapshot.
+    pub snapshot_seq: Gauge,
+    /// Failed or skipped snapshots since start.
+    pub snapshot_failures: Gauge,
+    /// Duration of the last snapshot write, seconds.
+    pub snapshot_write_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Fencing epoch of this node.
+    pub epoch: Gauge,
 }
 
 impl Metrics {
@@ -123,6 +135,40 @@ impl Metrics {
             "1 while the WAL writer refuses writes after an I/O failure",
             writer_poisoned.clone(),
         );
+        let halted = Gauge::default();
+        registry.register(
+            "halted",
+            "1 while an operator has halted writes",
+            halted.clone(),
+        );
+        let snapshot_age = Gauge::default();
+        registry.register_with_unit(
+            "snapshot_age",
+            "Time since the newest snapshot (0 while it holds the current seq)",
+            prometheus_client::registry::Unit::Seconds,
+            snapshot_age.clone(),
+        );
+        let snapshot_seq = Gauge::default();
+        registry.register(
+            "snapshot_seq",
+            "Seq of the newest snapshot",
+            snapshot_seq.clone(),
+        );
+        let snapshot_failures = Gauge::default();
+        registry.register(
+            "snapshot_failures",
+            "Failed or skipped snapshots since start",
+            snapshot_failures.clone(),
+        );
+        let snapshot_write_duration = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "snapshot_write_duration",
+            "Duration of the last snapshot write",
+            prometheus_client::registry::Unit::Seconds,
+            snapshot_write_duration.clone(),
+        );
+        let epoch = Gauge::default();
+        registry.register("epoch", "Fencing epoch of this node", epoch.clone());
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -143,6 +189,12 @@ impl Metrics {
             seq,
             pending_transactions,
             writer_poisoned,
+            halted,
+            snapshot_age,
+            snapshot_seq,
+            snapshot_failures,
+            snapshot_write_duration,
+            epoch,
         }
     }
 

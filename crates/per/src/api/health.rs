@@ -50,15 +50,14 @@ pub async fn health(State(app): State<AppState>) -> Response {
     let halted = shared.flags.halted.load(Ordering::Acquire);
     // Snapshot lag: 0 while the newest snapshot holds the current seq, else the age of that
     // snapshot (or of the process, before the first one).
-    let (snapshot_lag, snapshots_mode, snapshot_failures) = match &shared.snapshots {
-        Some(status) => {
-            let last_seq = status.last_seq.load(Ordering::Relaxed);
-            let last_secs = status.last_unix_secs.load(Ordering::Relaxed);
-            let since = if last_secs == 0 {
-                shared.started_at_secs
-            } else {
-                last_secs
-            };
+    let (snapshot_lag, snapshots_mode) = match shared.snapshot_lag_secs(seq) {
+        Some(lag) => (lag, "enabled"),
+        None => (now.saturating_sub(shared.started_at_secs), "disabled"),
+    };
+    let snapshot_failures = shared
+        .snapshots
+        .as_ref()
+        .map_or(0, |s| s.failures.load(Ordering::Relaxed));
             let lag = if last_secs != 0 && last_seq == seq {
                 0
             } else {
@@ -146,8 +145,27 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition. Gauges derived from status are refreshed at scrape time.
 pub async fn metrics(State(app): State<AppState>) -> Response {
+    let shared = &app.shared;
+    let metrics = &shared.metrics;
+    metrics.epoch.set(shared.epoch as i64);
+    metrics
+        .halted
+        .set(i64::from(shared.flags.halted.load(Ordering::Acquire)));
+    if let Some(status) = &shared.snapshots {
+        let seq = shared.read_state().map_or(0, |s| s.seq());
+        let age = shared.snapshot_lag_secs(seq).unwrap_or(0);
+        let last_seq = status.last_seq.load(Ordering::Relaxed);
+        metrics.snapshot_age.set(age as i64);
+        metrics.snapshot_seq.set(last_seq as i64);
+        metrics
+            .snapshot_failures
+            .set(status.failures.load(Ordering::Relaxed) as i64);
+        metrics
+            .snapshot_write_duration
+            .set(status.last_write_micros.load(Ordering::Relaxed) as f64 / 1e6);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -138,6 +138,24 @@ impl Shared {
         self.fatal.notify_one();
     }
 
+    /// Seconds the durable state has gone without a snapshot holding it: 0 while the newest
+    /// snapshot holds `seq`, else the age of that snapshot (or of the process, before the first).
+    /// `None` when snapshots are off.
+    pub fn snapshot_lag_secs(&self, seq: u64) -> Option<u64> {
+        let status = self.snapshots.as_ref()?;
+        let last_seq = status.last_seq.load(Ordering::Relaxed);
+        let last_secs = status.last_unix_secs.load(Ordering::Relaxed);
+        if last_secs != 0 && last_seq == seq {
+            return Some(0);
+        }
+        let since = if last_secs == 0 {
+            self.started_at_secs
+        } else {
+            last_secs
+        };
+        Some(unix_secs().saturating_sub(since))
+    }
+
     /// Records a sign of life from the sequencer.
     pub fn heartbeat(&self) {
         self.last_heartbeat_secs
