@@ -58,15 +58,6 @@ pub async fn health(State(app): State<AppState>) -> Response {
         .snapshots
         .as_ref()
         .map_or(0, |s| s.failures.load(Ordering::Relaxed));
-            let lag = if last_secs != 0 && last_seq == seq {
-                0
-            } else {
-                now.saturating_sub(since)
-            };
-            (lag, "enabled", status.failures.load(Ordering::Relaxed))
-        }
-        None => (now.saturating_sub(shared.started_at_secs), "disabled", 0),
-    };
     // Nothing settles yet, so every accepted transaction is pending.
     let pending_tx_count = seq;
     let mut reasons = Vec::new();
