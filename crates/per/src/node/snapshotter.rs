@@ -179,7 +179,11 @@ impl SnapshotPlanner {
         // Clear the flag whatever was asked: a full snapshot starts a new chain, so the flag must
         // not outlive it and turn the next delta into a full one too.
         let need_full = self.status.need_full.swap(false, Ordering::AcqRel);
-        let want_full = full || need_full || self.deltas_in_chain >= self.policy.delta_chain_max;
+        // A delta needs something in it: a request with nothing new gets a full snapshot.
+        let want_full = full
+            || need_full
+            || self.pending.is_empty()
+            || self.deltas_in_chain >= self.policy.delta_chain_max;
         let body = if want_full {
             let started = Instant::now();
             let clone = Box::new(state.clone());
