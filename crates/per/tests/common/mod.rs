@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod driver;
+pub mod snap;
 
 use per::api::wire::{DepositBody, TransferBody, WithdrawBody};
 use per::client::{OwnedNote, Wallet};
@@ -48,6 +49,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "PER_ADMIN_TOKEN_FILE",
     "PER_DEPOSIT_TOKEN",
     "PER_DEPOSIT_TOKEN_FILE",
+    "PER_ENCRYPTION_KEY_FILE",
     "PER_FAILPOINT_FSYNC_AFTER",
     "PER_DATABASE_URL",
     "PER_REDIS_URL",
@@ -343,6 +345,10 @@ pub struct ServeOptions {
     pub log: Option<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// `--config` (a TOML file).
+    pub config: Option<PathBuf>,
+    /// A program (and its arguments) that runs `per`, e.g. `fiu-run -x`; empty: run `per` itself.
+    pub wrapper: Vec<String>,
 }
 
 /// One node under test: a temp dir holding its data dir and logs, and its process.
@@ -417,7 +423,14 @@ impl Node {
 
     /// The `per serve` command for this data dir on `port`, with `options`.
     pub fn command(&self, port: u16, options: &ServeOptions) -> Command {
-        let mut command = Command::new(per_bin());
+        let mut command = match options.wrapper.split_first() {
+            None => Command::new(per_bin()),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(per_bin());
+                command
+            }
+        };
         command
             .arg("serve")
             .arg("--data-dir")
@@ -428,6 +441,9 @@ impl Node {
             .arg("text");
         if let Some(cluster) = &options.cluster {
             command.arg("--cluster").arg(cluster);
+        }
+        if let Some(config) = &options.config {
+            command.arg("--config").arg(config);
         }
         for name in SCRUBBED_ENV {
             command.env_remove(name);
