@@ -87,7 +87,7 @@ pub async fn snapshot(
             .sequencer
             .snapshot(full)
             .await
-            .map_err(ApiError::Halted)?;
+            .map_err(ApiError::SnapshotFailed)?;
         Ok(Json(json!({
             "path": outcome.path,
             "seq": outcome.seq,

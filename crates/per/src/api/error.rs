@@ -27,6 +27,8 @@ pub enum ApiError {
     Halted(String),
     /// 503: the node is shutting down or draining; retry elsewhere or later.
     Draining,
+    /// 503 (extension): a requested snapshot could not be taken; the node keeps running.
+    SnapshotFailed(String),
 }
 
 impl ApiError {
@@ -41,6 +43,7 @@ impl ApiError {
             ApiError::Overloaded => "Overloaded",
             ApiError::Halted(_) => "Halted",
             ApiError::Draining => "Draining",
+            ApiError::SnapshotFailed(_) => "SnapshotFailed",
         }
     }
 
@@ -50,15 +53,19 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Overloaded | ApiError::Halted(_) | ApiError::Draining => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded
+            | ApiError::Halted(_)
+            | ApiError::Draining
+            | ApiError::SnapshotFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn message(&self) -> String {
         match self {
-            ApiError::InvalidRequest(m) | ApiError::NotFound(m) | ApiError::Halted(m) => m.clone(),
+            ApiError::InvalidRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::Halted(m)
+            | ApiError::SnapshotFailed(m) => m.clone(),
             ApiError::Tx(e) => e.to_string(),
             ApiError::Unauthorized => "missing or invalid bearer token".to_owned(),
             ApiError::PayloadTooLarge => "request body is too large".to_owned(),
