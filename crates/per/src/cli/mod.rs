@@ -1,8 +1,19 @@
 //! The command line: one file per verb; this file only dispatches and maps errors to exit codes.
 
+pub mod capture_emergency_snapshot;
+pub mod capture_snapshot;
+pub mod common;
+pub mod find_valid_snapshot;
 pub mod loadgen;
+pub mod monitor;
 pub mod note;
+pub mod notify_incident;
+pub mod replay_wal;
+pub mod restore_snapshot;
 pub mod serve;
+pub mod verify_backups;
+pub mod verify_snapshot;
+pub mod verify_state;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +34,26 @@ enum Verb {
     Loadgen(loadgen::LoadgenArgs),
     /// Make a fresh note (opening, secrets, commitment, nullifier) as JSON for API clients.
     Note(note::NoteArgs),
+    /// Check snapshot files completely: sidecar, header, decryption, checksum, decoding, chain rehash.
+    VerifySnapshot(verify_snapshot::VerifySnapshotArgs),
+    /// The newest restore point whose whole chain loads (runbook: find_valid_snapshot).
+    FindValidSnapshot(find_valid_snapshot::FindValidSnapshotArgs),
+    /// Make a snapshot the state the node starts from; newer files go to replaced-<ts>/.
+    RestoreSnapshot(restore_snapshot::RestoreSnapshotArgs),
+    /// Replay the WAL after a snapshot, checking every group's root; --force sets damage aside.
+    ReplayWal(replay_wal::ReplayWalArgs),
+    /// Check every snapshot and WAL segment and their continuity (runbook: verify_backups.sh).
+    VerifyBackups(verify_backups::VerifyBackupsArgs),
+    /// Rebuild the state and recompute its root from the leaves (runbook: verify_state).
+    VerifyState(verify_state::VerifyStateArgs),
+    /// Take a full snapshot now (from a running node with --url, or offline).
+    CaptureSnapshot(capture_snapshot::CaptureSnapshotArgs),
+    /// Copy snapshots, WAL and a manifest for post-mortem (runbook: capture_emergency_snapshot).
+    CaptureEmergencySnapshot(capture_emergency_snapshot::CaptureEmergencySnapshotArgs),
+    /// Poll /health of nodes and alert by severity, deduplicated, with resolves (runbook: monitor.sh).
+    Monitor(monitor::MonitorArgs),
+    /// Send one incident notice to the channels of a severity (runbook: notify_incident.sh).
+    NotifyIncident(notify_incident::NotifyIncidentArgs),
 }
 
 impl Cli {
@@ -32,6 +63,16 @@ impl Cli {
             Verb::Serve(args) => serve::exec(args),
             Verb::Loadgen(args) => loadgen::exec(args),
             Verb::Note(args) => note::exec(args),
+            Verb::VerifySnapshot(args) => verify_snapshot::exec(args),
+            Verb::FindValidSnapshot(args) => find_valid_snapshot::exec(args),
+            Verb::RestoreSnapshot(args) => restore_snapshot::exec(args),
+            Verb::ReplayWal(args) => replay_wal::exec(args),
+            Verb::VerifyBackups(args) => verify_backups::exec(args),
+            Verb::VerifyState(args) => verify_state::exec(args),
+            Verb::CaptureSnapshot(args) => capture_snapshot::exec(args),
+            Verb::CaptureEmergencySnapshot(args) => capture_emergency_snapshot::exec(args),
+            Verb::Monitor(args) => monitor::exec(args),
+            Verb::NotifyIncident(args) => notify_incident::exec(args),
         }
     }
 }
@@ -87,4 +128,13 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
         .chain()
         .find_map(|e| e.downcast_ref::<Exit>().map(|exit| exit.code))
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

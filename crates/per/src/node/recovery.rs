@@ -279,10 +279,13 @@ pub struct ReplayStats {
     pub groups: u64,
 }
 
+/// Decoded records with their positions, and how many of them form complete commit groups.
+pub type DecodedFrames<'a> = (Vec<(WalRecord, &'a FramePos)>, usize);
+
 /// Decodes intact WAL frames and finds how many form complete commit groups.
 pub fn decode_frames(
     frames: &[per_store::RecoveredFrame],
-) -> Result<(Vec<(WalRecord, &FramePos)>, usize), RecoveryError> {
+) -> Result<DecodedFrames<'_>, RecoveryError> {
     let mut records = Vec::with_capacity(frames.len());
     for frame in frames {
         let record = WalRecord::decode(&frame.data).map_err(|source| RecoveryError::Record {

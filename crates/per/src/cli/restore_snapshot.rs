@@ -1,0 +1,480 @@
+//! `per restore-snapshot --file F|latest [--version V] [--dry-run] [--force] [--source local]`
+//! (runbook: `restore_snapshot`, scenario 2 and "Rollback"): makes snapshot F the state the node
+//! will start from. Offline: takes the data dir's `LOCK`.
+//!
+//! F is verified first (its whole chain, rehashing every leaf). `latest` is the newest valid
+//! restore point. A file outside `<data-dir>/snapshots` (or under another name, such as a
+//! `capture-snapshot --output` copy) is imported there with its chain.
+//!
+//! Everything newer than F is moved — never deleted — to `<data-dir>/replaced-<unix-ts>/`
+//! (keeping its place: `snapshots/…`, `wal/…`): every snapshot file ordered after F (seq above F's,
+//! or a delta at F's seq when F is full), and **every** WAL file, since F's state plus the WAL
+//! after F is what recovery would otherwise rebuild. Before that, the **lost-transaction report**
+//! lists every transaction acknowledged after F's seq, read from the WAL (complete commit groups
+//! only): `{seq, kind, receipt_id, timestamp_ms}` — the runbook's "transactions after T-15 may
+//! need resubmission". When the WAL is damaged the report stops at the damage
+//! (`lost_report_complete: false`).
+//!
+//! Refuses (exit 4, after printing the plan and report) when anything would be moved, unless
+//! `--force`; `--dry-run` prints the plan and report and changes nothing. `--version V` checks that
+//! binary version V reads the formats of every file of F's chain (table in `cli/common.rs`); exit 1
+//! and no change when it does not. `--source` other than `local` is exit 2 (remote backups: issue
+//! 7). After the move the data dir is recovered read-only and must end at F's seq and root.
+//!
+//! `--json`: `{ok, dry_run, refused, snapshot, source_file, seq, kind, root, chain, replaced_dir,
+//! replaced_files, imported, lost_transactions, lost_count, lost_seq_range, lost_report_complete,
+//! wal_damage?, version_check?, recovered?: {seq, root}, error?}`.
+
+use crate::cli::Exit;
+use crate::cli::common::{
+    self, DataDir, DataDirArgs, Format, Replaced, SnapshotRef, Version, path_json,
+};
+use crate::node::recovery::{self, LoadedSnapshot, RootCheck};
+use clap::{Args, ValueEnum};
+use per_core::TreeCheck;
+use per_store::snapshot::{self, SnapshotKind};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Where backups are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// The data dir's own `snapshots/` (and files named on the command line).
+    Local,
+    /// The Postgres backup target.
+    Postgres,
+    /// The S3/R2 backup target.
+    S3,
+}
+
+/// Flags of `per restore-snapshot` (its `--version V` is the runbook's; `per --version` still
+/// prints the binary's).
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub struct RestoreSnapshotArgs {
+    /// The snapshot to restore: a file, or `latest` (the newest valid restore point).
+    #[arg(long, value_name = "F|latest")]
+    pub file: String,
+    /// Check that binary version V (v0.8.2 or 0.8.2) can read the snapshot's formats.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Print the plan and the lost-transaction report; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Move newer snapshots and the WAL aside (to replaced-<ts>/) without asking.
+    #[arg(long)]
+    pub force: bool,
+    /// Where to read backups from.
+    #[arg(long, value_enum, default_value_t = Source::Local)]
+    pub source: Source,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+/// The snapshot chosen, loaded and checked.
+struct Chosen {
+    reference: SnapshotRef,
+    loaded: LoadedSnapshot,
+    chain: Vec<PathBuf>,
+    kind: SnapshotKind,
+}
+
+fn choose(data: &DataDir, file: &str) -> Result<Chosen, String> {
+    let dir = data.snapshots_dir();
+    if file == "latest" {
+        let listed = snapshot::list_snapshots(&dir).map_err(|e| e.to_string())?;
+        let mut errors = Vec::new();
+        for entry in listed.snapshots.iter().rev() {
+            common::progress(format!("checking {}", entry.path.display()));
+            match recovery::load_chain_exact(
+                &dir,
+                &entry.path,
+                data.key(),
+                data.state_limits(),
+                TreeCheck::Rehash,
+            ) {
+                Ok((loaded, chain)) => {
+                    let reference = common::resolve_snapshot(&entry.path, &dir)?;
+                    return Ok(Chosen {
+                        reference,
+                        loaded,
+                        chain,
+                        kind: entry.kind,
+                    });
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        return Err(if errors.is_empty() {
+            format!("no snapshot in {}", dir.display())
+        } else {
+            format!(
+                "no valid restore point in {} ({} invalid: {})",
+                dir.display(),
+                errors.len(),
+                errors.join("; ")
+            )
+        });
+    }
+    let reference = common::resolve_snapshot(Path::new(file), &dir)?;
+    let meta = snapshot::read_meta(&reference.path).map_err(|e| e.to_string())?;
+    common::progress(format!("verifying {file}"));
+    let (loaded, chain) = recovery::load_chain_exact(
+        &reference.dir,
+        &reference.path,
+        data.key(),
+        data.state_limits(),
+        TreeCheck::Rehash,
+    )
+    .map_err(|e| reference.own_words(&e))?;
+    Ok(Chosen {
+        reference,
+        loaded,
+        chain,
+        kind: meta.kind,
+    })
+}
+
+/// `(seq, kind)` of a file of the snapshots directory: a snapshot, its sidecar or a `.tmp`.
+fn snapshot_file_key(path: &Path) -> Option<(u64, SnapshotKind)> {
+    let name = path.file_name()?.to_str()?;
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
+    let name = name.strip_suffix(".sha256").unwrap_or(name);
+    snapshot::parse_snapshot_file_name(name.as_ref())
+}
+
+/// Order of moving within one snapshot: the `.snap` first (a crash leaves an orphan sidecar, never
+/// a snapshot without one), then its sidecar, then leftovers.
+fn file_rank(path: &Path) -> u8 {
+    let name = path.to_string_lossy();
+    if name.ends_with(".snap") {
+        0
+    } else if name.ends_with(".sha256") {
+        1
+    } else {
+        2
+    }
+}
+
+fn regular_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot list {}", dir.display())));
+        }
+    };
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| anyhow::Error::new(e).context(format!("cannot list {}", dir.display())))?;
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// WAL files (segments, compressed segments, `.broken` copies, `.tmp` leftovers): every name that
+/// starts with a 20-digit segment name. Anything else is left alone.
+fn wal_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(regular_files(dir)?
+        .into_iter()
+        .filter(|p| common::segment_first_seq(p).is_some())
+        .collect())
+}
+
+fn version_check(
+    chain: &[PathBuf],
+    key: Option<&per_store::EncryptionKey>,
+    version: Version,
+) -> Value {
+    let mut readable = true;
+    let mut checks = Vec::new();
+    for link in chain {
+        let mut item = json!({ "file": path_json(link) });
+        let result = snapshot::read_snapshot(link, key)
+            .map_err(|e| e.to_string())
+            .and_then(|(meta, body)| {
+                let image = body.first().copied().map(u16::from).unwrap_or(0);
+                item["snapshot_format"] = json!(meta.format_version);
+                item["image_format"] = json!(image);
+                item["writer_version"] = json!(meta.writer_version);
+                common::readable_by(version, Format::SnapshotFile, meta.format_version)?;
+                common::readable_by(version, Format::StateImage, image)
+            });
+        item["readable"] = json!(result.is_ok());
+        if let Err(error) = result {
+            readable = false;
+            item["error"] = json!(error);
+        }
+        checks.push(item);
+    }
+    json!({ "version": version.to_string(), "readable": readable, "checks": checks })
+}
+
+/// Restores.
+pub fn exec(args: RestoreSnapshotArgs) -> anyhow::Result<ExitCode> {
+    if args.source != Source::Local {
+        return Err(Exit::usage(format!(
+            "--source {} is not available in this build (remote backups: issue 7)",
+            args.source
+                .to_possible_value()
+                .map_or("?".to_owned(), |v| v.get_name().to_owned())
+        )));
+    }
+    let version: Option<Version> = match &args.version {
+        None => None,
+        Some(text) => Some(text.parse().map_err(Exit::usage)?),
+    };
+    let data = args.data.resolve()?;
+    let _lock = data.lock_offline()?;
+    common::require_key_for_data_dir(&data)?;
+    if args.file != "latest" {
+        common::require_key_for(&data, [Path::new(&args.file)])?;
+    }
+    let snapshots_dir = data.snapshots_dir();
+    let wal_dir = data.wal_dir();
+
+    let chosen = match choose(&data, &args.file) {
+        Ok(chosen) => chosen,
+        Err(error) => {
+            let out = json!({ "ok": false, "dry_run": args.dry_run, "source_file": args.file, "error": error });
+            data.emit(&out, &format!("✗ cannot restore {}: {error}", args.file))?;
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let seq = chosen.loaded.tip.0;
+    let root = chosen.loaded.state.root();
+    let kind = chosen.kind;
+    let mut out = json!({
+        "ok": true,
+        "dry_run": args.dry_run,
+        "refused": false,
+        "source_file": args.file,
+        "seq": seq,
+        "kind": kind.as_str(),
+        "root": root.to_hex(),
+    });
+    let mut human = format!(
+        "snapshot {} is valid: seq {seq}, {kind}, root {root}\n",
+        chosen.reference.given.display()
+    );
+
+    if let Some(version) = version {
+        let check = version_check(&chosen.chain, data.key(), version);
+        let readable = check["readable"].as_bool().unwrap_or(false);
+        let first_error = check["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find_map(|c| c["error"].as_str()))
+            .unwrap_or("")
+            .to_owned();
+        human.push_str(&if readable {
+            format!("✓ readable by v{version}\n")
+        } else {
+            format!("✗ not readable by v{version}: {first_error}\n")
+        });
+        out["version_check"] = check;
+        if !readable {
+            out["ok"] = json!(false);
+            out["error"] = json!(format!("the snapshot is not readable by v{version}"));
+            data.emit(&out, &human)?;
+            return Ok(ExitCode::from(1));
+        }
+    }
+
+    // Where F's chain will live.
+    let in_place = common::same_path(&chosen.reference.dir, &snapshots_dir);
+    let mut imports: Vec<PathBuf> = Vec::new();
+    let mut conflicts: Vec<PathBuf> = Vec::new();
+    if !in_place {
+        for link in &chosen.chain {
+            let Some(name) = link.file_name() else {
+                continue;
+            };
+            let dest = snapshots_dir.join(name);
+            if dest.exists() {
+                let same = common::sha256_file(&dest).ok() == common::sha256_file(link).ok()
+                    && snapshot::verify_sidecar(&dest).is_ok();
+                if same {
+                    continue;
+                }
+                conflicts.push(dest.clone());
+                conflicts.push(snapshot::sidecar_path(&dest));
+            }
+            imports.push(link.clone());
+        }
+    }
+    let target_name = chosen
+        .reference
+        .path
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let final_path = snapshots_dir.join(&target_name);
+    out["snapshot"] = path_json(&final_path);
+    out["chain"] = chosen
+        .chain
+        .iter()
+        .map(|link| path_json(&snapshots_dir.join(link.file_name().unwrap_or_default())))
+        .collect();
+
+    // What is newer than F.
+    let mut newer: Vec<PathBuf> = regular_files(&snapshots_dir)?
+        .into_iter()
+        .filter(|p| snapshot_file_key(p).is_some_and(|key| key > (seq, kind)))
+        .collect();
+    newer.extend(conflicts.iter().filter(|p| p.exists()).cloned());
+    newer.sort_by_key(|p| (std::cmp::Reverse(snapshot_file_key(p)), file_rank(p)));
+    newer.dedup();
+    let mut wal = wal_files(&wal_dir)?;
+    wal.reverse(); // newest first: what stays is always a prefix
+
+    // The lost-transaction report.
+    let read = common::read_wal(&data.wal_options())?;
+    let decoded = common::decode_prefix(&read.recovery.frames);
+    let lost = common::transactions_after(&decoded.records[..decoded.complete], seq);
+    let complete = read.damage.is_none() && decoded.error.is_none();
+    out["lost_count"] = json!(lost.len());
+    out["lost_seq_range"] = common::seq_range(&lost);
+    out["lost_report_complete"] = json!(complete);
+    if let Some(damage) = read.damage.as_ref().or(decoded.error.as_ref()) {
+        out["wal_damage"] = damage.to_json();
+    }
+    human.push_str(&format!(
+        "{} acknowledged transaction(s) after seq {seq} {} lost{}{}\n",
+        lost.len(),
+        if args.dry_run { "would be" } else { "are" },
+        match common::seq_range(&lost) {
+            Value::Null => String::new(),
+            range => format!(" (seq {}..={})", range["first"], range["last"]),
+        },
+        if complete {
+            String::new()
+        } else {
+            " — the WAL is damaged; transactions after the damage cannot be listed".to_owned()
+        }
+    ));
+    for tx in &lost {
+        human.push_str(&format!(
+            "  lost: seq {} {} receipt {} at {} ms\n",
+            tx["seq"],
+            tx["kind"].as_str().unwrap_or("?"),
+            tx["receipt_id"].as_str().unwrap_or("?"),
+            tx["timestamp_ms"]
+        ));
+    }
+    out["lost_transactions"] = Value::Array(lost);
+
+    let replaced_files: Vec<&PathBuf> = wal.iter().chain(newer.iter()).collect();
+    let mut replaced = Replaced::plan(&data.dir);
+    out["replaced_files"] = replaced_files.iter().map(|p| path_json(p)).collect();
+    out["imported"] = imports
+        .iter()
+        .map(|p| path_json(&snapshots_dir.join(p.file_name().unwrap_or_default())))
+        .collect();
+    out["replaced_dir"] = if replaced_files.is_empty() {
+        Value::Null
+    } else {
+        path_json(&replaced.dir)
+    };
+    human.push_str(&format!(
+        "{} file(s) {} moved to {}; {} snapshot file(s) {} imported\n",
+        replaced_files.len(),
+        if args.dry_run || !args.force {
+            "would be"
+        } else {
+            "are"
+        },
+        replaced.dir.display(),
+        imports.len(),
+        if args.dry_run || !args.force {
+            "would be"
+        } else {
+            "are"
+        },
+    ));
+
+    if args.dry_run {
+        human.push_str("dry run: nothing changed\n");
+        data.emit(&out, &human)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !replaced_files.is_empty() && !args.force {
+        out["ok"] = json!(false);
+        out["refused"] = json!(true);
+        data.emit(&out, &human)?;
+        eprintln!(
+            "per: refusing to replace {} file(s) without --force (they would be kept in {})",
+            replaced_files.len(),
+            replaced.dir.display()
+        );
+        return Ok(ExitCode::from(4));
+    }
+
+    // Move aside: the WAL newest first, then newer snapshots newest first; then import F's chain.
+    for file in &wal {
+        replaced.move_in(file)?;
+    }
+    for file in &newer {
+        if file.exists() {
+            replaced.move_in(file)?;
+        }
+    }
+    for link in &imports {
+        let Some(name) = link.file_name() else {
+            continue;
+        };
+        let dest = snapshots_dir.join(name);
+        std::fs::create_dir_all(&snapshots_dir)?;
+        common::copy_file_synced(
+            &snapshot::sidecar_path(link),
+            &snapshot::sidecar_path(&dest),
+        )?;
+        common::copy_file_synced(link, &dest)?;
+    }
+    replaced.sync()?;
+    if snapshots_dir.is_dir() {
+        common::sync_dir(&snapshots_dir)?;
+    }
+    if wal_dir.is_dir() {
+        common::sync_dir(&wal_dir)?;
+    } else {
+        std::fs::create_dir_all(&wal_dir)?;
+    }
+
+    // The data dir must now recover to F.
+    match recovery::recover_read_only(&data.source(), RootCheck::AtEnd) {
+        Ok((state, _)) => {
+            out["recovered"] = json!({ "seq": state.seq(), "root": state.root().to_hex() });
+            if state.seq() != seq || state.root() != root {
+                out["ok"] = json!(false);
+                out["error"] = json!(format!(
+                    "after the restore the data dir recovers to seq {} root {}, not to the snapshot's seq {seq} root {root}",
+                    state.seq(),
+                    state.root()
+                ));
+                human.push_str(&format!("✗ {}\n", out["error"].as_str().unwrap_or("")));
+            } else {
+                human.push_str(&format!(
+                    "✓ restored: the data dir now recovers to seq {} root {}; replaced files are in {}\n",
+                    state.seq(),
+                    state.root(),
+                    replaced.dir.display()
+                ));
+            }
+        }
+        Err(error) => {
+            out["ok"] = json!(false);
+            out["error"] = json!(format!("the restored data dir does not recover: {error}"));
+            human.push_str(&format!(
+                "✗ the restored data dir does not recover: {error}\n"
+            ));
+        }
+    }
+    let ok = out["ok"].as_bool().unwrap_or(false);
+    data.emit(&out, &human)?;
+    Ok(common::exit_ok(ok))
+}
