@@ -6,6 +6,7 @@
 //! context), [`client`] (a wallet and HTTP client for loadgen, tests and tools), [`config`],
 //! [`metrics`] and [`tokens`]. The state machine lives in `per-core`, storage in `per-store`.
 
+pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod client;
