@@ -1,0 +1,179 @@
+//! Bounds and configuration: a full sequencer queue answers `Overloaded` with `Retry-After` (and
+//! everything it acknowledged is durable), and configuration precedence is flag > env > file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{DEPOSIT_TOKEN, Node, free_port, per_bin, wait_exit};
+use per::client::Wallet;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_full_queue_answers_overloaded_with_retry_after_and_acks_stay_durable() {
+    let mut node = Node::new();
+    let config = node.tmp().join("per.toml");
+    std::fs::write(&config, "[limits]\nqueue_max = 1\ngroup_records_max = 1\n").unwrap();
+    node.options.config = Some(config);
+    node.start();
+    let base = node.api().base.clone();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let overloaded = Arc::new(Mutex::new(Vec::<Option<String>>::new()));
+    // Rounds of concurrent deposits until the one-slot queue overflows (bounded).
+    for round in 0..10u64 {
+        let threads: Vec<_> = (0..64u64)
+            .map(|t| {
+                let base = base.clone();
+                let accepted = accepted.clone();
+                let overloaded = overloaded.clone();
+                std::thread::spawn(move || {
+                    let mut wallet = Wallet::seeded(round * 1000 + t);
+                    let client = reqwest::blocking::Client::new();
+                    for _ in 0..4 {
+                        let note = wallet.note(10);
+                        let body = wallet.deposit_body(&note);
+                        let resp = client
+                            .post(format!("{base}/deposit"))
+                            .bearer_auth(DEPOSIT_TOKEN)
+                            .json(&body)
+                            .send()
+                            .expect("node answers");
+                        match resp.status().as_u16() {
+                            200 => {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            503 => {
+                                let retry = resp
+                                    .headers()
+                                    .get("retry-after")
+                                    .map(|v| v.to_str().unwrap().to_owned());
+                                let json: serde_json::Value = resp.json().unwrap();
+                                assert_eq!(json["error"], "Overloaded", "{json}");
+                                assert_eq!(json["code"], 503);
+                                overloaded.lock().unwrap().push(retry);
+                            }
+                            other => panic!("unexpected status {other}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        if !overloaded.lock().unwrap().is_empty() {
+            break;
+        }
+    }
+    let overloaded = overloaded.lock().unwrap().clone();
+    assert!(
+        !overloaded.is_empty(),
+        "a one-slot queue never overflowed under 64 concurrent clients"
+    );
+    assert!(
+        overloaded.iter().all(|r| r.as_deref() == Some("1")),
+        "every Overloaded carries Retry-After: 1: {overloaded:?}"
+    );
+    // Every acknowledged deposit is in the state, and nothing refused is.
+    let acked = accepted.load(Ordering::Relaxed);
+    assert_eq!(node.api().pool_info()["seq"], acked);
+    node.kill9();
+    node.start();
+    assert_eq!(
+        node.api().pool_info()["seq"],
+        acked,
+        "acks survive a kill -9"
+    );
+}
+
+/// Starts `per serve` with `args` and `env`, and returns the port it answered `/livez` on.
+fn serving_port(args: &[String], env: &[(&str, String)], candidates: &[u16]) -> u16 {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = Command::new(per_bin());
+    command
+        .arg("serve")
+        .args(args)
+        .current_dir(tmp.path())
+        .env_remove("PER_LISTEN")
+        .env_remove("PER_DATA_DIR")
+        .env_remove("PER_CONFIG")
+        .env("PER_DEPOSIT_TOKEN", DEPOSIT_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = None;
+    while Instant::now() < deadline && found.is_none() {
+        found = candidates.iter().copied().find(|port| {
+            client
+                .get(format!("http://127.0.0.1:{port}/livez"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    common::send_sigterm(child.id());
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).is_some());
+    found.expect("the node answered on none of the candidate ports")
+}
+
+#[test]
+fn flag_beats_environment_beats_config_file() {
+    let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
+    let candidates = [file_port, env_port, flag_port];
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("per.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{file_port}\"\ndata_dir = \"{}\"\n",
+            config_dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let with_config = vec!["--config".to_owned(), config.display().to_string()];
+    assert_eq!(serving_port(&with_config, &[], &candidates), file_port);
+    assert!(
+        config_dir.path().join("data/wal").is_dir(),
+        "data_dir from the file is used"
+    );
+    let env = [("PER_LISTEN", format!("127.0.0.1:{env_port}"))];
+    assert_eq!(serving_port(&with_config, &env, &candidates), env_port);
+    let mut with_flag = with_config.clone();
+    with_flag.extend(["--listen".to_owned(), format!("127.0.0.1:{flag_port}")]);
+    assert_eq!(serving_port(&with_flag, &env, &candidates), flag_port);
+}
+
+#[test]
+fn an_invalid_config_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("per.toml");
+    std::fs::write(&config, "[limits]\nqueue_max = 0\n").unwrap();
+    let status = Command::new(per_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    std::fs::write(&config, "no_such_key = 1\n").unwrap();
+    let status = Command::new(per_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "unknown keys are refused");
+}
