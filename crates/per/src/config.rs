@@ -8,7 +8,8 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// The node's role (`DEPLOYMENT_MODE`). Only `single` is implemented so far.
+/// The node's role (`DEPLOYMENT_MODE`). `primary` and `standby` need `PER_DATABASE_URL` (see
+/// [`crate::ha`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentMode {
@@ -120,6 +121,12 @@ pub struct FileConfig {
     pub deposit_token_file: Option<PathBuf>,
     /// `PER_ENCRYPTION_KEY_FILE`.
     pub encryption_key_file: Option<PathBuf>,
+    /// `PER_DATABASE_URL` (HA: the lease and the shared log).
+    pub database_url: Option<String>,
+    /// `PER_NODE_ID` (HA; default: the host name).
+    pub node_id: Option<String>,
+    /// `PER_LEASE_TTL_SECS` (HA; default 10).
+    pub lease_ttl_secs: Option<u64>,
     /// Bounds.
     pub limits: Limits,
 }

@@ -6,6 +6,11 @@
 //! answers the group's requests. Rejections are answered after the sync as well, since they may
 //! depend on the group's earlier transactions. A WAL failure poisons the node: nothing after it is
 //! acknowledged, and the process exits non-zero.
+//!
+//! In HA (`DEPLOYMENT_MODE=primary|standby`) a [`GroupReplicator`] also commits every group to the
+//! shared log under the fencing epoch, after the local fdatasync and before any answer; if that
+//! fails, the node is fenced: nothing of the group (or after it) is acknowledged and the process
+//! exits 1. Single mode passes no replicator and behaves exactly as without HA.
 
 use crate::node::snapshotter::{SnapshotPlanner, SnapshotResponder};
 use crate::node::{Shared, unix_millis};
@@ -31,7 +36,38 @@ pub enum SubmitError {
     Rejected(TxError),
     /// The WAL failed before this transaction was durable: it was NOT acknowledged.
     WriterFailed,
+    /// HA: this node is a standby, or lost the lease: writes go to the primary.
+    NotPrimary,
 }
+
+/// Why a commit group could not be committed to the shared log (HA).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    /// The lease is held by another node or epoch, or expired: this node is fenced.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The shared log could not be reached or refused the write: the group's fate is unknown to
+    /// this node, so it stops acknowledging (the shared log decides on restart).
+    #[error("shared log unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Commits a commit group to the shared, fenced log (HA). Called by the sequencer for every group
+/// after the local fdatasync and before the group's requests are answered.
+pub trait GroupReplicator {
+    /// Appends the group `first_seq..=last_seq` (its encoded WAL records, the last one its
+    /// `GroupEnd`) under `epoch`. `Ok` only once it is committed in the shared log.
+    fn append(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        epoch: u64,
+        records: &[&[u8]],
+    ) -> Result<(), ReplicationError>;
+}
+
+/// A boxed replicator the sequencer thread owns.
+pub type Replicator = Box<dyn GroupReplicator + Send>;
 
 enum Command {
     Submit {
@@ -57,13 +93,19 @@ impl SequencerHandle {
     pub async fn submit(&self, tx: PreparedTx) -> Result<Receipt, SubmitError> {
         if !self.shared.accepting_writes() {
             let flags = &self.shared.flags;
-            return Err(if flags.poisoned.load(Ordering::Acquire) {
-                SubmitError::NotAccepting
-            } else if flags.halted.load(Ordering::Acquire) {
-                SubmitError::Halted
-            } else {
-                SubmitError::Draining
-            });
+            return Err(
+                if self.shared.is_fenced()
+                    || self.shared.role() == crate::config::DeploymentMode::Standby
+                {
+                    SubmitError::NotPrimary
+                } else if flags.poisoned.load(Ordering::Acquire) {
+                    SubmitError::NotAccepting
+                } else if flags.halted.load(Ordering::Acquire) {
+                    SubmitError::Halted
+                } else {
+                    SubmitError::Draining
+                },
+            );
         }
         let (respond, response) = oneshot::channel();
         let command = Command::Submit {
@@ -87,6 +129,9 @@ impl SequencerHandle {
         &self,
         full: bool,
     ) -> Result<crate::node::snapshotter::SnapshotOutcome, String> {
+        if self.shared.role() == crate::config::DeploymentMode::Standby {
+            return Err("this node is a standby: snapshots are taken by the primary".to_owned());
+        }
         let (respond, response) = oneshot::channel();
         self.sender
             .try_send(Command::Snapshot { full, respond })
@@ -98,6 +143,9 @@ impl SequencerHandle {
 
     /// Asks for a sign of life; skipped when the queue is full (the sequencer is busy then anyway).
     pub fn heartbeat(&self) {
+        if self.shared.role() == crate::config::DeploymentMode::Standby {
+            return; // no sequencer runs yet; the HA follower keeps the heartbeat
+        }
         let _ = self.sender.try_send(Command::Heartbeat);
     }
 }
@@ -112,23 +160,50 @@ pub struct SequencerLimits {
 }
 
 /// Starts the sequencer thread. It stops when every handle is dropped (after finishing and syncing
-/// its last group) or when the WAL fails. Returns the handle and the thread to join.
+/// its last group) or when the WAL (or, in HA, the shared log) fails. Returns the handle and the
+/// thread to join. `replicator` is `None` in single mode.
 pub fn spawn(
     shared: Arc<Shared>,
     wal: Wal,
     limits: SequencerLimits,
     snapshots: Option<SnapshotPlanner>,
+    replicator: Option<Replicator>,
 ) -> std::io::Result<(SequencerHandle, std::thread::JoinHandle<()>)> {
-    assert!(limits.queue_max > 0 && limits.group_records_max > 0);
-    let (sender, receiver) = mpsc::channel(limits.queue_max);
-    let handle = SequencerHandle {
-        sender,
-        shared: shared.clone(),
-    };
+    let (handle, queue) = channel(shared.clone(), limits);
     let thread = std::thread::Builder::new()
         .name("per-sequencer".to_owned())
-        .spawn(move || Sequencer::new(shared, wal, limits, snapshots).run(receiver))?;
+        .spawn(move || queue.run(shared, wal, snapshots, replicator))?;
     Ok((handle, thread))
+}
+
+/// The sequencer's end of the queue, before a sequencer runs on it (an HA standby holds it until
+/// it takes over).
+pub struct SequencerQueue {
+    receiver: mpsc::Receiver<Command>,
+    limits: SequencerLimits,
+}
+
+/// Creates the queue without starting the sequencer (see [`SequencerQueue::run`]).
+pub fn channel(shared: Arc<Shared>, limits: SequencerLimits) -> (SequencerHandle, SequencerQueue) {
+    assert!(limits.queue_max > 0 && limits.group_records_max > 0);
+    let (sender, receiver) = mpsc::channel(limits.queue_max);
+    (
+        SequencerHandle { sender, shared },
+        SequencerQueue { receiver, limits },
+    )
+}
+
+impl SequencerQueue {
+    /// Runs the sequencer on the calling thread until every handle is dropped or the writer fails.
+    pub fn run(
+        self,
+        shared: Arc<Shared>,
+        wal: Wal,
+        snapshots: Option<SnapshotPlanner>,
+        replicator: Option<Replicator>,
+    ) {
+        Sequencer::new(shared, wal, self.limits, snapshots, replicator).run(self.receiver);
+    }
 }
 
 struct Sequencer {
@@ -143,6 +218,8 @@ struct Sequencer {
     snapshot_requests: Vec<(bool, SnapshotResponder)>,
     /// Whether a heartbeat arrived with the current batch of commands.
     ticked: bool,
+    /// HA: the shared, fenced log every group is committed to before it is answered.
+    replicator: Option<Replicator>,
 }
 
 type Responder = oneshot::Sender<Result<Receipt, SubmitError>>;
@@ -159,6 +236,7 @@ impl Sequencer {
         wal: Wal,
         limits: SequencerLimits,
         snapshots: Option<SnapshotPlanner>,
+        replicator: Option<Replicator>,
     ) -> Sequencer {
         Sequencer {
             shared,
@@ -168,6 +246,7 @@ impl Sequencer {
             snapshots,
             snapshot_requests: Vec::new(),
             ticked: false,
+            replicator,
         }
     }
 
@@ -184,6 +263,13 @@ impl Sequencer {
         let ticked = std::mem::take(&mut self.ticked);
         let requests = std::mem::take(&mut self.snapshot_requests);
         if !ticked && requests.is_empty() {
+            return;
+        }
+        if self.shared.is_fenced() || self.shared.flags.poisoned.load(Ordering::Acquire) {
+            // The in-memory state may hold a group that was never acknowledged: no snapshot of it.
+            for (_, respond) in requests {
+                let _ = respond.send(Err("the writer stopped".to_owned()));
+            }
             return;
         }
         let Some(planner) = self.snapshots.as_mut() else {
@@ -239,12 +325,17 @@ impl Sequencer {
     /// Applies, seals, logs and syncs one group, then answers it. Returns false if the WAL failed.
     fn commit_group(&mut self, group: &mut Vec<(Box<PreparedTx>, Responder)>) -> bool {
         let started = Instant::now();
+        if self.shared.is_fenced() {
+            // The lease is gone (the renewer noticed first): nothing more is written or answered.
+            self.fail_all(group.drain(..).map(|(_, r)| r));
+            return false;
+        }
         let Some(mut state) = self.shared.write_state() else {
             self.fail_all(group.drain(..).map(|(_, r)| r));
             self.shared.poison();
             return false;
         };
-        let epoch = self.shared.epoch;
+        let epoch = self.shared.epoch();
         let first_seq = state.seq() + 1;
         let timestamp_ms = unix_millis();
         let mut answers = Vec::with_capacity(group.len());
@@ -289,7 +380,26 @@ impl Sequencer {
             encode_into(&mut self.records, used, &end);
             used += 1;
             let frames: Vec<&[u8]> = self.records[..used].iter().map(Vec::as_slice).collect();
-            match self.wal.append_group(first_seq, &frames) {
+            let appended = self.wal.append_group(first_seq, &frames);
+            if appended.is_ok()
+                && let Some(replicator) = self.replicator.as_mut()
+            {
+                let replicated = replicator.append(first_seq, state.seq(), epoch, &frames);
+                if let Err(error) = replicated {
+                    tracing::error!(
+                        %error,
+                        first_seq,
+                        last_seq = state.seq(),
+                        epoch,
+                        "shared-log append failed: fenced, no further acknowledgements; exiting (restart as a standby)"
+                    );
+                    self.shared.fence();
+                    drop(state);
+                    self.fail_all(answers.into_iter().map(|(r, _)| r));
+                    return false;
+                }
+            }
+            match appended {
                 Ok(stats) => {
                     let metrics = &self.shared.metrics;
                     metrics
@@ -343,7 +453,7 @@ impl Sequencer {
         for (respond, reply) in replies {
             let _ = respond.send(reply);
         }
-        !self.shared.flags.poisoned.load(Ordering::Acquire)
+        !self.shared.flags.poisoned.load(Ordering::Acquire) && !self.shared.is_fenced()
     }
 
     fn fail_all(&self, responders: impl Iterator<Item = Responder>) {

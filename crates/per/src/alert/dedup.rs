@@ -154,13 +154,22 @@ mod tests {
     fn triggers_once_and_resolves_once() {
         let mut tracker = Tracker::new();
         assert!(tracker.observe("t", ALL, vec![], 0).is_empty());
-        let alerts = tracker.observe("t", &["unreachable"], vec![fire("unreachable", Severity::P1)], 1);
+        let alerts = tracker.observe(
+            "t",
+            &["unreachable"],
+            vec![fire("unreachable", Severity::P1)],
+            1,
+        );
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].action, Action::Trigger);
         assert_eq!(alerts[0].dedup_key, "per-monitor:t:unreachable");
         for now in 2..10 {
-            let again =
-                tracker.observe("t", &["unreachable"], vec![fire("unreachable", Severity::P1)], now);
+            let again = tracker.observe(
+                "t",
+                &["unreachable"],
+                vec![fire("unreachable", Severity::P1)],
+                now,
+            );
             assert!(again.is_empty(), "no repeat while it holds");
         }
         assert_eq!(tracker.active().len(), 1);
@@ -179,7 +188,12 @@ mod tests {
         let alerts = tracker.observe("a", ALL, vec![fire("snapshot_lag", Severity::P2)], 0);
         assert_eq!(alerts.len(), 1);
         // Unreachable: snapshot_lag is unknown, not resolved.
-        let alerts = tracker.observe("a", &["unreachable"], vec![fire("unreachable", Severity::P1)], 1);
+        let alerts = tracker.observe(
+            "a",
+            &["unreachable"],
+            vec![fire("unreachable", Severity::P1)],
+            1,
+        );
         assert_eq!(alerts.len(), 1);
         assert_eq!(tracker.active().len(), 2);
         // Another target is independent.

@@ -6,7 +6,9 @@
 //! an SES/Mailgun forwarder on localhost…). `smtps://` and credentials in the URL are refused
 //! rather than silently ignored.
 
-use super::{Action, Alert, AlertConfigError, Channel, ChannelKind, DELIVERY_TIMEOUT, DeliveryError};
+use super::{
+    Action, Alert, AlertConfigError, Channel, ChannelKind, DELIVERY_TIMEOUT, DeliveryError,
+};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -60,7 +62,9 @@ impl Email {
         };
         let (host, port) = parse_smtp_url(&url)?;
         let from: Mailbox = from.parse().map_err(|e| {
-            AlertConfigError(format!("PER_ALERT_EMAIL_FROM is not an e-mail address ({e})"))
+            AlertConfigError(format!(
+                "PER_ALERT_EMAIL_FROM is not an e-mail address ({e})"
+            ))
         })?;
         let to = to
             .split(',')
@@ -145,7 +149,10 @@ pub fn parse_smtp_url(value: &str) -> Result<(String, u16), AlertConfigError> {
         .host_str()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| AlertConfigError("PER_SMTP_URL has no host".to_owned()))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     Ok((host, url.port().unwrap_or(DEFAULT_PORT)))
 }
 

@@ -216,12 +216,14 @@ impl Channels {
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Channels, AlertConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let http = http_client()?;
         let mut channels = Channels::default();
-        let off = |kind: ChannelKind| {
-            (kind, format!("set {} to turn it on", kind.required_env()))
-        };
+        let off = |kind: ChannelKind| (kind, format!("set {} to turn it on", kind.required_env()));
         match pagerduty::PagerDuty::from_settings(
             get("PER_PAGERDUTY_ROUTING_KEY"),
             get("PER_PAGERDUTY_URL"),
@@ -415,9 +417,13 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait after failed try number `attempt` (1-based).
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         let backoff = self.first_delay.saturating_mul(factor);
-        backoff.max(retry_after.unwrap_or_default()).min(self.delay_max)
+        backoff
+            .max(retry_after.unwrap_or_default())
+            .min(self.delay_max)
     }
 }
 
@@ -499,11 +505,17 @@ mod tests {
         let channels = Channels::from_lookup(lookup(&[
             ("PER_PAGERDUTY_ROUTING_KEY", "R0UTINGKEYSECRET"),
             ("PER_PAGERDUTY_URL", "http://127.0.0.1:9/v2/enqueue"),
-            ("PER_SLACK_WEBHOOK_URL", "https://hooks.example.com/services/T0/B0/SECRETPATH"),
+            (
+                "PER_SLACK_WEBHOOK_URL",
+                "https://hooks.example.com/services/T0/B0/SECRETPATH",
+            ),
             ("PER_SMTP_URL", "smtp://127.0.0.1:2525"),
             ("PER_ALERT_EMAIL_FROM", "per@example.com"),
             ("PER_ALERT_EMAIL_TO", "a@example.com, b@example.com"),
-            ("PER_SMS_WEBHOOK_URL", "http://sms.example.com/send?token=SECRETTOKEN"),
+            (
+                "PER_SMS_WEBHOOK_URL",
+                "http://sms.example.com/send?token=SECRETTOKEN",
+            ),
             ("PER_SMS_TO", "+15550100"),
         ]))
         .unwrap();

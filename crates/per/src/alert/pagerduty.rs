@@ -41,10 +41,7 @@ impl PagerDuty {
             }
             return Ok(None);
         };
-        let url = parse_http_url(
-            "PER_PAGERDUTY_URL",
-            url.as_deref().unwrap_or(DEFAULT_URL),
-        )?;
+        let url = parse_http_url("PER_PAGERDUTY_URL", url.as_deref().unwrap_or(DEFAULT_URL))?;
         Ok(Some(PagerDuty {
             routing_key,
             url,

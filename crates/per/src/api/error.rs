@@ -27,6 +27,8 @@ pub enum ApiError {
     Halted(String),
     /// 503: the node is shutting down or draining; retry elsewhere or later.
     Draining,
+    /// 503: an HA standby (or a node that lost the lease): send writes to the primary.
+    NotPrimary,
     /// 503 (extension): a requested snapshot could not be taken; the node keeps running.
     SnapshotFailed(String),
 }
@@ -43,6 +45,7 @@ impl ApiError {
             ApiError::Overloaded => "Overloaded",
             ApiError::Halted(_) => "Halted",
             ApiError::Draining => "Draining",
+            ApiError::NotPrimary => "NotPrimary",
             ApiError::SnapshotFailed(_) => "SnapshotFailed",
         }
     }
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::Overloaded
             | ApiError::Halted(_)
             | ApiError::Draining
+            | ApiError::NotPrimary
             | ApiError::SnapshotFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -72,6 +76,9 @@ impl ApiError {
             ApiError::Overloaded => "the sequencer queue is full; retry later".to_owned(),
             ApiError::Draining => {
                 "the node is shutting down and takes no new writes; retry".to_owned()
+            }
+            ApiError::NotPrimary => {
+                "this node is not the primary (a standby, or it lost the lease); send writes to the primary".to_owned()
             }
         }
     }
@@ -91,6 +98,7 @@ impl From<SubmitError> for ApiError {
         match error {
             SubmitError::Overloaded => ApiError::Overloaded,
             SubmitError::Draining => ApiError::Draining,
+            SubmitError::NotPrimary => ApiError::NotPrimary,
             SubmitError::Halted => {
                 ApiError::Halted("writes are halted by an operator (POST /admin/resume)".to_owned())
             }
@@ -116,7 +124,10 @@ impl IntoResponse for ApiError {
             "code": status.as_u16(),
         });
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, ApiError::Overloaded | ApiError::Draining) {
+        if matches!(
+            self,
+            ApiError::Overloaded | ApiError::Draining | ApiError::NotPrimary
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -43,6 +43,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
     let shared = &app.shared;
     let now = unix_secs();
     let poisoned = shared.flags.poisoned.load(Ordering::Acquire);
+    let fenced = shared.is_fenced();
     let (seq, root) = match shared.read_state() {
         Some(state) => (state.seq(), Some(state.root())),
         None => (0, None),
@@ -62,14 +63,32 @@ pub async fn health(State(app): State<AppState>) -> Response {
     let pending_tx_count = seq;
     let mut reasons = Vec::new();
     let mut status = "healthy";
-    if poisoned {
+    let replication_lag_secs = shared.replication_lag_secs();
+    if fenced {
+        status = "critical";
+        reasons.push(
+            "lost the lease (fenced by a newer epoch, or the lease could not be renewed): no more acknowledgements; the node is exiting to restart as a standby"
+                .to_owned(),
+        );
+    } else if poisoned {
         status = "critical";
         reasons.push("WAL writer poisoned by an I/O failure; the node is exiting".to_owned());
     } else if halted {
         status = "critical";
         reasons.push("writes halted by an operator (POST /admin/resume to resume)".to_owned());
     }
-    if !poisoned {
+    if let Some(lag) = replication_lag_secs
+        && lag > crate::ha::REPLICATION_LAG_DEGRADED_SECS
+        && !fenced
+    {
+        if status == "healthy" {
+            status = "degraded";
+        }
+        reasons.push(format!(
+            "standby is {lag} s behind the shared log (or cannot reach it)"
+        ));
+    }
+    if !poisoned && !fenced {
         if snapshot_lag > shared.snapshot_lag_degraded_secs_max {
             if status == "healthy" {
                 status = "degraded";
@@ -98,14 +117,20 @@ pub async fn health(State(app): State<AppState>) -> Response {
         last_settlement: 0,
         snapshot_lag,
         tee_attestation_valid: false,
-        role: shared.role.as_str(),
-        epoch: shared.epoch,
+        role: shared.role().as_str(),
+        epoch: shared.epoch(),
         seq,
         merkle_root: root,
         version: env!("CARGO_PKG_VERSION"),
-        replication_lag_secs: None,
+        replication_lag_secs,
         backups: Vec::new(),
-        wal_writer: if poisoned { "poisoned" } else { "ok" },
+        wal_writer: if fenced {
+            "fenced"
+        } else if poisoned {
+            "poisoned"
+        } else {
+            "ok"
+        },
         accepting_writes: shared.accepting_writes(),
         snapshots: snapshots_mode,
         settlement: "disabled",
@@ -127,10 +152,17 @@ pub async fn livez() -> &'static str {
     "ok\n"
 }
 
-/// 200 only while this node accepts writes (the load balancer routes by it).
+/// 200 only while this node accepts writes (the load balancer routes by it): a standby, a fenced
+/// or poisoned node, a halted or draining one answer 503.
 pub async fn readyz(State(app): State<AppState>) -> Response {
     if app.shared.accepting_writes() {
         (StatusCode::OK, "ready\n").into_response()
+    } else if app.shared.role() == crate::config::DeploymentMode::Standby {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standby: not accepting writes\n",
+        )
+            .into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not accepting writes\n").into_response()
     }
@@ -140,7 +172,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let shared = &app.shared;
     let metrics = &shared.metrics;
-    metrics.epoch.set(shared.epoch as i64);
+    metrics.epoch.set(shared.epoch() as i64);
     metrics
         .halted
         .set(i64::from(shared.flags.halted.load(Ordering::Acquire)));

@@ -3,11 +3,13 @@
 pub mod capture_emergency_snapshot;
 pub mod capture_snapshot;
 pub mod common;
+pub mod failover;
 pub mod find_valid_snapshot;
 pub mod loadgen;
 pub mod monitor;
 pub mod note;
 pub mod notify_incident;
+pub mod prepare_recovery;
 pub mod replay_wal;
 pub mod restore_snapshot;
 pub mod serve;
@@ -54,6 +56,10 @@ enum Verb {
     Monitor(monitor::MonitorArgs),
     /// Send one incident notice to the channels of a severity (runbook: notify_incident.sh).
     NotifyIncident(notify_incident::NotifyIncidentArgs),
+    /// HA: hand the primary role to the standby (runbook: failover.sh --to-standby).
+    Failover(failover::FailoverArgs),
+    /// HA: check the old primary is back as a healthy standby (runbook: prepare_recovery.sh).
+    PrepareRecovery(prepare_recovery::PrepareRecoveryArgs),
 }
 
 impl Cli {
@@ -73,6 +79,8 @@ impl Cli {
             Verb::CaptureEmergencySnapshot(args) => capture_emergency_snapshot::exec(args),
             Verb::Monitor(args) => monitor::exec(args),
             Verb::NotifyIncident(args) => notify_incident::exec(args),
+            Verb::Failover(args) => failover::exec(args),
+            Verb::PrepareRecovery(args) => prepare_recovery::exec(args),
         }
     }
 }

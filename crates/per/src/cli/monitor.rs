@@ -547,9 +547,12 @@ pub fn exec(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    // No connection reuse: a fresh connection per poll, so a pooled connection the node closed
+    // (restart, idle timeout) never reads as "unreachable".
     let http = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .pool_max_idle_per_host(0)
         .user_agent(concat!("per-monitor/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot build the HTTP client")?;

@@ -3,6 +3,12 @@
 //! Shutdown is graceful: stop accepting, let in-flight requests finish (bounded by
 //! `limits.shutdown_grace_secs`), let the sequencer sync its last group, exit 0. A WAL failure
 //! poisons the node instead: it stops acknowledging at once and exits 1.
+//!
+//! HA (`DEPLOYMENT_MODE=primary|standby`, `PER_DATABASE_URL`): after the schema migration and the
+//! reconciliation of the local WAL with the shared log (the log wins), the node recovers as usual
+//! and starts as a standby following the shared log; it takes the lease when it is free or expired
+//! and becomes the primary (see [`crate::ha`]). A node that loses the lease exits 1: run it under a
+//! supervisor that restarts it (it comes back as a standby).
 
 use crate::api::{self, AppState};
 use crate::cli::Exit;
@@ -10,6 +16,7 @@ use crate::config::{
     DEFAULT_CLUSTER, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_INTERVAL_SECS,
     DeploymentMode, FileConfig, LogFormat,
 };
+use crate::ha::{self, HaConfig};
 use crate::node::snapshotter::{self, SnapshotPolicy};
 use crate::node::{self, Shared, SharedConfig};
 use crate::sequencer::{self, HEARTBEAT_INTERVAL, SequencerLimits};
@@ -64,6 +71,15 @@ pub struct ServeArgs {
     /// File holding the deposit token.
     #[arg(long, env = "PER_DEPOSIT_TOKEN_FILE")]
     pub deposit_token_file: Option<PathBuf>,
+    /// HA: Postgres URL holding the lease and the shared log (required for primary/standby).
+    #[arg(long, env = "PER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// HA: this node's id in the lease [default: the host name].
+    #[arg(long, env = "PER_NODE_ID")]
+    pub node_id: Option<String>,
+    /// HA: lease time-to-live in seconds; renewed every third of it [default: 10].
+    #[arg(long, env = "PER_LEASE_TTL_SECS")]
+    pub lease_ttl_secs: Option<u64>,
     /// Key for encryption at rest of snapshots and WAL (32 raw bytes or 64 hex digits).
     #[arg(long, env = "PER_ENCRYPTION_KEY_FILE")]
     pub encryption_key_file: Option<PathBuf>,
@@ -80,6 +96,7 @@ struct ServeConfig {
     file: FileConfig,
     log: Option<String>,
     log_format: LogFormat,
+    ha: Option<HaConfig>,
 }
 
 fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -119,16 +136,46 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             .encryption_key_file
             .clone()
             .or_else(|| file.encryption_key_file.clone()),
+        ha: None,
         file,
     };
     if config.snapshot_interval_secs == 0 {
         return Err(Exit::usage("SNAPSHOT_INTERVAL must be > 0"));
     }
+    let mut config = config;
     if config.mode != DeploymentMode::Single {
-        return Err(Exit::usage(format!(
-            "DEPLOYMENT_MODE={} is not available in this build (only `single`; HA is tracked separately)",
-            config.mode.as_str()
-        )));
+        let database_url = args
+            .database_url
+            .clone()
+            .or_else(|| config.file.database_url.clone())
+            .ok_or_else(|| {
+                Exit::usage(format!(
+                    "DEPLOYMENT_MODE={} needs PER_DATABASE_URL (Postgres: the lease and the shared log)",
+                    config.mode.as_str()
+                ))
+            })?;
+        let ttl = args
+            .lease_ttl_secs
+            .or(config.file.lease_ttl_secs)
+            .unwrap_or(ha::DEFAULT_LEASE_TTL_SECS);
+        if ttl == 0 || ttl > 3600 {
+            return Err(Exit::usage("PER_LEASE_TTL_SECS must be 1..=3600"));
+        }
+        let node_id = args
+            .node_id
+            .clone()
+            .or_else(|| config.file.node_id.clone())
+            .unwrap_or_else(ha::host_name);
+        if node_id.is_empty() {
+            return Err(Exit::usage("PER_NODE_ID must not be empty"));
+        }
+        config.ha = Some(HaConfig {
+            database_url,
+            cluster: config.cluster.clone(),
+            node_id,
+            lease_ttl: Duration::from_secs(ttl),
+            key: None,
+        });
     }
     Ok(config)
 }
@@ -204,6 +251,13 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         key.clone(),
         state_limits,
     );
+    let ha_config = config.ha.clone().map(|mut ha_config| {
+        ha_config.key = key.clone();
+        ha_config
+    });
+    if let Some(ha_config) = &ha_config {
+        prepare_ha(ha_config, &source.wal, &config.data_dir)?;
+    }
     let started = std::time::Instant::now();
     let (state, wal, report) = node::recover(source).map_err(|e| {
         let code = if e.is_corruption() { 1 } else { 3 };
@@ -260,16 +314,38 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             snapshots: Some(snapshot_status),
         },
     ));
-    let (sequencer, sequencer_thread) = sequencer::spawn(
-        shared.clone(),
-        wal,
-        SequencerLimits {
-            queue_max: limits.queue_max,
-            group_records_max: limits.group_records_max,
-        },
-        Some(planner),
-    )
-    .context("cannot start the sequencer thread")?;
+    let sequencer_limits = SequencerLimits {
+        queue_max: limits.queue_max,
+        group_records_max: limits.group_records_max,
+    };
+    let (sequencer, sequencer_thread) = match &ha_config {
+        None => sequencer::spawn(shared.clone(), wal, sequencer_limits, Some(planner), None)
+            .context("cannot start the sequencer thread")?,
+        Some(ha_config) => {
+            // Standby first: follow the shared log; take over when the lease is free.
+            shared.demote_to_standby();
+            let (handle, queue) = sequencer::channel(shared.clone(), sequencer_limits);
+            let follower = ha::follower::Follower::new(
+                ha_config.clone(),
+                shared.clone(),
+                wal,
+                Some(planner),
+                shared.read_state().map_or(0, |s| s.seq()),
+            );
+            tracing::info!(
+                cluster = %ha_config.cluster,
+                node_id = %ha_config.node_id,
+                lease_ttl_secs = ha_config.lease_ttl.as_secs(),
+                mode = config.mode.as_str(),
+                "HA: following the shared log as a standby until the lease is free"
+            );
+            let thread = std::thread::Builder::new()
+                .name("per-sequencer".to_owned())
+                .spawn(move || follower.run(queue))
+                .context("cannot start the HA writer thread")?;
+            (handle, thread)
+        }
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -337,6 +413,20 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Every handle is gone with the router and the heartbeat task: the sequencer finishes its
     // queue, syncs the last group and returns.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if shared.is_fenced() {
+        // A fenced primary may have a shared-log call stuck on a partitioned network: never
+        // wait for it (nothing more can be acknowledged), exit for the supervisor to restart us.
+        let deadline = std::time::Instant::now() + FENCED_JOIN_MAX;
+        while !sequencer_thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !sequencer_thread.is_finished() {
+            tracing::error!("the writer thread is stuck on the shared log; exiting without it");
+            return Err(Exit::problem(
+                "stopped after losing the lease (fenced; the shared log was unreachable): restart to rejoin as a standby",
+            ));
+        }
+    }
     if sequencer_thread.join().is_err() {
         return Err(Exit::problem("the sequencer thread panicked"));
     }
@@ -345,9 +435,14 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Err(Exit::problem("the snapshot thread panicked"));
     }
     served?;
+    if shared.is_fenced() {
+        return Err(Exit::problem(
+            "stopped after losing the lease (fenced): nothing unacknowledged is kept; restart to rejoin as a standby",
+        ));
+    }
     if shared.flags.poisoned.load(Ordering::Acquire) {
         return Err(Exit::problem(
-            "stopped after a WAL write/sync failure: acknowledged transactions are safe, the last unacknowledged group may be lost; restart to recover",
+            "stopped after a WAL write/sync failure (or, in HA, a shared-log replay failure; see the log): acknowledged transactions are safe, the last unacknowledged group may be lost; restart to recover",
         ));
     }
     tracing::info!("stopped cleanly");
@@ -366,6 +461,43 @@ async fn wait_for_stop(shared: &Shared) -> &'static str {
     tokio::select! {
         () = terminate => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
-        () = shared.fatal.notified() => "WAL failure",
+        () = shared.fatal.notified() => "fatal: WAL failure, lost lease or shared-log divergence",
     }
+}
+
+/// How long a fenced node waits for its writer thread before exiting anyway.
+const FENCED_JOIN_MAX: Duration = Duration::from_secs(3);
+
+/// HA start-up: connect, migrate the schema, and make the local WAL agree with the shared log
+/// (the log wins: unacknowledged local groups are cut; a divergence refuses to start).
+fn prepare_ha(
+    config: &HaConfig,
+    wal: &per_store::WalOptions,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let fail = |e: ha::HaError| {
+        anyhow::Error::new(Exit {
+            code: e.exit_code(),
+            message: format!("HA start-up: {e}"),
+        })
+    };
+    let mut client = ha::pg::connect(config).map_err(fail)?;
+    ha::pg::migrate(&mut client).map_err(fail)?;
+    let reconciled = ha::reconcile::reconcile(
+        &mut client,
+        config.key.as_deref(),
+        &config.cluster,
+        wal,
+        data_dir,
+    )
+    .map_err(fail)?;
+    tracing::info!(
+        log_end = reconciled.log_end,
+        local_end = reconciled.local_end,
+        cut_groups = reconciled.cut_groups,
+        kept_seq = reconciled.kept_seq,
+        moved_snapshots = reconciled.moved_snapshots,
+        "HA: local WAL reconciled with the shared log"
+    );
+    Ok(())
 }

@@ -10,7 +10,7 @@ use crate::node::snapshotter::SnapshotStatus;
 use crate::tokens::Token;
 use per_core::State;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -24,6 +24,9 @@ pub struct Flags {
     pub shutting_down: AtomicBool,
     /// An operator halted writes (`/admin/halt`); state is kept, reads go on.
     pub halted: AtomicBool,
+    /// HA: this node lost (or could not prove) the lease; no more acknowledgements, the process
+    /// is exiting so its supervisor restarts it as a standby.
+    pub fenced: AtomicBool,
 }
 
 /// Shared node context.
@@ -33,10 +36,15 @@ pub struct Shared {
     pub flags: Flags,
     /// Metrics registry and handles.
     pub metrics: Metrics,
-    /// Role of this node.
-    pub role: DeploymentMode,
-    /// Fencing epoch of this node's writes.
-    pub epoch: u64,
+    /// Role of this node (changes once, standby → primary, on an HA takeover).
+    role: AtomicU8,
+    /// Fencing epoch of this node's writes (the lease epoch in HA).
+    epoch: AtomicU64,
+    /// Whether the node runs in an HA role (heartbeats come from the lease / log, not the
+    /// sequencer).
+    pub ha: bool,
+    /// HA standby: Unix seconds when the node last knew it held everything in the shared log.
+    pub caught_up_secs: AtomicU64,
     /// Token required by `/deposit`.
     pub deposit_token: Token,
     /// Token required by `/admin/*`.
@@ -97,8 +105,10 @@ impl Shared {
             state: RwLock::new(state),
             flags: Flags::default(),
             metrics,
-            role: config.role,
-            epoch: config.epoch,
+            role: AtomicU8::new(role_code(config.role)),
+            epoch: AtomicU64::new(config.epoch),
+            ha: config.role != DeploymentMode::Single,
+            caught_up_secs: AtomicU64::new(now),
             deposit_token: config.deposit_token,
             admin_token: config.admin_token,
             last_heartbeat_secs: AtomicU64::new(now),
@@ -113,7 +123,8 @@ impl Shared {
     /// A read view of the durable state. A poisoned lock means a sequencer panic mid-group: the
     /// in-memory state may hold unsynced writes, so nobody may read it.
     pub fn read_state(&self) -> Option<RwLockReadGuard<'_, State>> {
-        if self.flags.poisoned.load(Ordering::Acquire) {
+        if self.flags.poisoned.load(Ordering::Acquire) || self.flags.fenced.load(Ordering::Acquire)
+        {
             return None;
         }
         self.state.read().ok()
@@ -126,7 +137,9 @@ impl Shared {
 
     /// Whether new writes may be accepted now.
     pub fn accepting_writes(&self) -> bool {
-        !self.flags.poisoned.load(Ordering::Acquire)
+        self.role() != DeploymentMode::Standby
+            && !self.flags.fenced.load(Ordering::Acquire)
+            && !self.flags.poisoned.load(Ordering::Acquire)
             && !self.flags.shutting_down.load(Ordering::Acquire)
             && !self.flags.halted.load(Ordering::Acquire)
     }
@@ -156,9 +169,82 @@ impl Shared {
         Some(unix_secs().saturating_sub(since))
     }
 
-    /// Records a sign of life from the sequencer.
+    /// Records a sign of life from the sequencer (single mode; in HA the lease or the log poll
+    /// is the heartbeat, see [`Shared::ha_heartbeat`]).
     pub fn heartbeat(&self) {
+        if !self.ha {
+            self.last_heartbeat_secs
+                .store(unix_secs(), Ordering::Relaxed);
+        }
+    }
+
+    /// HA: a successful lease renewal (primary) or log poll (standby).
+    pub fn ha_heartbeat(&self) {
         self.last_heartbeat_secs
             .store(unix_secs(), Ordering::Relaxed);
+    }
+
+    /// The node's current role.
+    pub fn role(&self) -> DeploymentMode {
+        match self.role.load(Ordering::Acquire) {
+            1 => DeploymentMode::Primary,
+            2 => DeploymentMode::Standby,
+            _ => DeploymentMode::Single,
+        }
+    }
+
+    /// The fencing epoch of this node's writes.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// HA takeover: this node now holds the lease at `epoch` and takes writes.
+    pub fn promote(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Release);
+        self.role
+            .store(role_code(DeploymentMode::Primary), Ordering::Release);
+        self.ha_heartbeat();
+    }
+
+    /// HA standby: the epoch of the newest group applied from the shared log (for `/health`).
+    pub fn follow_epoch(&self, epoch: u64) {
+        if self.role() == DeploymentMode::Standby {
+            self.epoch.store(epoch, Ordering::Release);
+        }
+    }
+
+    /// HA: before taking writes, the node follows the shared log as a standby.
+    pub fn demote_to_standby(&self) {
+        self.role
+            .store(role_code(DeploymentMode::Standby), Ordering::Release);
+    }
+
+    /// HA: the lease is lost (or its state unknown): stop acknowledging at once and ask the
+    /// process to exit (non-zero; its supervisor restarts it as a standby).
+    pub fn fence(&self) {
+        if !self.flags.fenced.swap(true, Ordering::AcqRel) {
+            self.metrics.writer_poisoned.set(1);
+            self.fatal.notify_one();
+        }
+    }
+
+    /// Whether the node was fenced.
+    pub fn is_fenced(&self) -> bool {
+        self.flags.fenced.load(Ordering::Acquire)
+    }
+
+    /// HA standby lag: seconds since the node last held everything in the shared log (`None` when
+    /// not a standby).
+    pub fn replication_lag_secs(&self) -> Option<u64> {
+        (self.role() == DeploymentMode::Standby)
+            .then(|| unix_secs().saturating_sub(self.caught_up_secs.load(Ordering::Relaxed)))
+    }
+}
+
+fn role_code(role: DeploymentMode) -> u8 {
+    match role {
+        DeploymentMode::Single => 0,
+        DeploymentMode::Primary => 1,
+        DeploymentMode::Standby => 2,
     }
 }
