@@ -16,12 +16,11 @@ fn note(seed: u64, amount: u64) -> Note {
     }
 }
 
+/// Logged `(seq, effects)` and `(last seq, root)` of the groups.
+type Logged = (Vec<(u64, per_core::TxEffects)>, Vec<(u64, Field)>);
+
 /// Runs `count` deposits and transfers in groups of 3; returns the logged records and group ends.
-fn run(
-    state: &mut State,
-    from: u64,
-    count: u64,
-) -> (Vec<(u64, per_core::TxEffects)>, Vec<(u64, Field)>) {
+fn run(state: &mut State, from: u64, count: u64) -> Logged {
     let mut records = Vec::new();
     let mut ends = Vec::new();
     for i in from..from + count {
