@@ -588,3 +588,206 @@ fn ha_encrypted_cluster_keeps_no_plaintext_in_postgres() {
         "{log}"
     );
 }
+
+/// A TCP proxy in front of Postgres that can be partitioned: while partitioned it forwards
+/// nothing in either direction and accepts no connection, but keeps every socket open (packets
+/// "swallowed", as on a real partition: no reset, no error). Connections that lived through a
+/// partition are closed when it heals.
+struct PartitionProxy {
+    port: u16,
+    partitioned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PartitionProxy {
+    fn start(upstream: &str) -> PartitionProxy {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let partitioned = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_owned();
+        let (p, s) = (partitioned.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Acquire) {
+                if p.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                client.set_nonblocking(false).expect("blocking");
+                for (from, to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    let (p, s) = (p.clone(), s.clone());
+                    std::thread::spawn(move || pump(from, to, &p, &s));
+                }
+            }
+        });
+        PartitionProxy {
+            port,
+            partitioned,
+            stop,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/test", self.port)
+    }
+
+    fn set_partitioned(&self, on: bool) {
+        self.partitioned
+            .store(on, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for PartitionProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    partitioned: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    from.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("read timeout");
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut cut = false;
+    while !stop.load(Ordering::Acquire) {
+        if partitioned.load(Ordering::Acquire) {
+            cut = true;
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        if cut {
+            break; // the partition healed: this connection is dead
+        }
+        match from.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn ha_partitioned_primary_stops_acknowledging_and_the_standby_takes_over() {
+    let seed = seed();
+    println!("ha partition seed: {seed} (rerun with PER_TEST_SEED={seed})");
+    let cluster = unique_cluster("partition");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let proxy = PartitionProxy::start("127.0.0.1:5432");
+    let mut primary = ha_node(&cluster, "node-a", "primary");
+    primary
+        .options
+        .env
+        .push(("PER_DATABASE_URL".to_owned(), proxy.url()));
+    primary.start();
+    let mut standby = ha_node(&cluster, "node-b", "standby");
+    start_standby(&mut standby);
+    let mut driver = Driver::new(seed, 6);
+    let api = primary.api();
+    driver.run(&api, || std::thread::sleep(Duration::from_millis(1000)));
+
+    // Partition the primary from Postgres under load: it must stop being ready within about a
+    // TTL (its watchdog), and the standby must take over.
+    let mut unready_after = None;
+    let mut takeover_after = None;
+    let mut partitioned_at = None;
+    let standby_api = standby.api();
+    driver.run(&api, || {
+        std::thread::sleep(Duration::from_millis(500));
+        proxy.set_partitioned(true);
+        let at = Instant::now();
+        partitioned_at = Some(at);
+        let probe = Api::new(api.base.clone());
+        while at.elapsed() < Duration::from_secs(ttl_secs() + 10) {
+            match probe.get("/readyz") {
+                Ok(r) if r.status == 200 => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    unready_after = Some(at.elapsed());
+                    break;
+                }
+            }
+        }
+        while at.elapsed() < FAILOVER_TIMEOUT {
+            if standby_api.get("/readyz").is_ok_and(|r| r.status == 200) {
+                takeover_after = Some(at.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let unready_after = unready_after.expect("the partitioned primary stayed ready");
+    println!(
+        "ha partition: primary unready {} ms after the partition (TTL {} s)",
+        unready_after.as_millis(),
+        ttl_secs()
+    );
+    assert!(unready_after <= Duration::from_millis(ttl_secs() * 1000 + 1500));
+    let takeover_after = takeover_after.expect("the standby did not take over");
+    println!(
+        "ha partition: standby ready (took the lease) {} ms after the partition",
+        takeover_after.as_millis()
+    );
+    let mut wallet = Wallet::seeded(seed ^ 0x9a);
+    let note = wallet.note(99);
+    let body = wallet.deposit_body(&note);
+    let resp = write_until_acked(
+        &standby.api(),
+        "/deposit",
+        &body,
+        Some(common::DEPOSIT_TOKEN),
+    );
+    println!(
+        "ha partition: first write acknowledged by the standby {} ms after the partition (after the load driver's hung requests to the old primary timed out)",
+        partitioned_at.expect("partitioned").elapsed().as_millis()
+    );
+    ledger_add_deposit(&driver, note, &resp);
+    let status = primary
+        .wait_exit(Duration::from_secs(30))
+        .expect("the fenced primary must exit");
+    assert_eq!(status.code(), Some(1), "log:\n{}", primary.log());
+    driver.verify(&standby.api(), &mut rng);
+
+    // The partition heals; the old primary rejoins as a standby through the proxy.
+    proxy.set_partitioned(false);
+    set_mode(&mut primary, &cluster, "node-a", "standby");
+    primary
+        .options
+        .env
+        .push(("PER_DATABASE_URL".to_owned(), proxy.url()));
+    start_standby(&mut primary);
+    let (seq, root) = pool(&standby.api());
+    wait_caught_up(&primary, seq, &root);
+}
