@@ -218,12 +218,68 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4, for scrapers and tools that do not
+/// ask for OpenMetrics (`promtool check metrics`, older Prometheus): a counter family's `HELP` and
+/// `TYPE` name its `_total` sample, `# UNIT` and `# EOF` lines go.
+pub fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_total_sample_in_prometheus_text() {
+        let metrics = Metrics::new("single");
+        metrics.count_request("/deposit", "ok");
+        metrics.wal_bytes.inc_by(10);
+        let text = openmetrics_to_prometheus_text(&metrics.encode());
+        assert!(text.contains("# HELP per_http_requests_total "), "{text}");
+        assert!(
+            text.contains("# TYPE per_http_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE per_wal_written_bytes_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("per_wal_written_bytes_total 10"), "{text}");
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        // Histograms and gauges are unchanged.
+        assert!(text.contains("# TYPE per_commit_group_size histogram"));
     }
 }

@@ -31,6 +31,9 @@ pub struct Health {
     backups: Vec<String>,
     wal_writer: &'static str,
     accepting_writes: bool,
+    draining: bool,
+    queue_depth: u64,
+    redis: &'static str,
     snapshots: &'static str,
     settlement: &'static str,
     proof_generation: &'static str,
@@ -107,6 +110,37 @@ pub async fn health(State(app): State<AppState>) -> Response {
             ));
         }
     }
+    let draining = shared.is_draining();
+    let queue_depth = shared.in_flight_writes.load(Ordering::Acquire);
+    if draining && !fenced && !poisoned {
+        if status == "healthy" {
+            status = "degraded";
+        }
+        reasons.push(format!(
+            "draining: not accepting new writes ({queue_depth} in flight); POST /admin/resume to undo"
+        ));
+    }
+    let redis = if !shared.redis.configured.load(Ordering::Acquire) {
+        "disabled"
+    } else if shared.redis.ok.load(Ordering::Acquire) {
+        "ok"
+    } else {
+        let error = shared
+            .redis
+            .last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        if !fenced && !poisoned {
+            if status == "healthy" {
+                status = "degraded";
+            }
+            reasons.push(format!(
+                "redis state cache unavailable ({error}); writes are unaffected"
+            ));
+        }
+        "unavailable"
+    };
     if shared.flags.shutting_down.load(Ordering::Acquire) {
         reasons.push("shutting down: not accepting writes".to_owned());
     }
@@ -132,6 +166,9 @@ pub async fn health(State(app): State<AppState>) -> Response {
             "ok"
         },
         accepting_writes: shared.accepting_writes(),
+        draining,
+        queue_depth,
+        redis,
         snapshots: snapshots_mode,
         settlement: "disabled",
         proof_generation: "disabled",
@@ -157,6 +194,8 @@ pub async fn livez() -> &'static str {
 pub async fn readyz(State(app): State<AppState>) -> Response {
     if app.shared.accepting_writes() {
         (StatusCode::OK, "ready\n").into_response()
+    } else if app.shared.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
     } else if app.shared.role() == crate::config::DeploymentMode::Standby {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -169,7 +208,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 /// Prometheus text exposition. Gauges derived from status are refreshed at scrape time.
-pub async fn metrics(State(app): State<AppState>) -> Response {
+pub async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let shared = &app.shared;
     let metrics = &shared.metrics;
     metrics.epoch.set(shared.epoch() as i64);
@@ -189,12 +228,28 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             .snapshot_write_duration
             .set(status.last_write_micros.load(Ordering::Relaxed) as f64 / 1e6);
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.shared.metrics.encode(),
-    )
-        .into_response()
+    let openmetrics = app.shared.metrics.encode();
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            openmetrics,
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::metrics::openmetrics_to_prometheus_text(&openmetrics),
+        )
+            .into_response()
+    }
 }
