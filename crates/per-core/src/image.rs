@@ -252,6 +252,7 @@ impl State {
             open_group: Vec::new(),
             seq: image.seq,
             deferred_root: None,
+            leaves_max: limits.leaves_max.min(crate::merkle::LEAF_CAPACITY),
         })
     }
 

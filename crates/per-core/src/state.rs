@@ -16,12 +16,16 @@ use std::collections::HashSet;
 pub struct StateLimits {
     /// How many receipts are kept for exactly-once lookups (oldest evicted first).
     pub receipts_max: usize,
+    /// Leaves the executor will assign (≤ 2^24): new outputs past it are `TreeFull`. Replay
+    /// accepts whatever was logged, so lowering it never strands a data dir.
+    pub leaves_max: u64,
 }
 
 impl Default for StateLimits {
     fn default() -> Self {
         StateLimits {
             receipts_max: 100_000,
+            leaves_max: LEAF_CAPACITY,
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct State {
     pub(crate) seq: u64,
     /// Root logged by the last group replayed without hashing (checked by `verify_deferred`).
     pub(crate) deferred_root: Option<Field>,
+    /// Leaves `execute` may assign.
+    pub(crate) leaves_max: u64,
 }
 
 impl State {
@@ -106,6 +112,7 @@ impl State {
             open_group: Vec::new(),
             seq: 0,
             deferred_root: None,
+            leaves_max: limits.leaves_max.min(LEAF_CAPACITY),
         }
     }
 
@@ -172,7 +179,7 @@ impl State {
             ));
         }
         let new_leaves = tx.outputs.iter().filter(|o| !o.into_freed_leaf).count() as u64;
-        if self.tree.next_index() + new_leaves > LEAF_CAPACITY {
+        if self.tree.next_index() + new_leaves > self.leaves_max {
             return Err(TxError::TreeFull);
         }
         let freed = tx.spent.map(|s| s.leaf_index);

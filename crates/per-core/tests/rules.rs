@@ -773,7 +773,10 @@ fn a_different_request_is_not_a_duplicate() {
 
 #[test]
 fn receipts_window_evicts_the_oldest() {
-    let mut state = State::new(StateLimits { receipts_max: 2 });
+    let mut state = State::new(StateLimits {
+        receipts_max: 2,
+        ..StateLimits::default()
+    });
     let requests: Vec<TxRequest> = (0..3)
         .map(|i| deposit_request(&note(1, 10 + i, 20 + i), &format!("sig-{i}")))
         .collect();
@@ -804,7 +807,10 @@ fn receipts_window_evicts_the_oldest() {
 
 #[test]
 fn evicted_spend_resubmission_is_nullifier_spent() {
-    let mut state = State::new(StateLimits { receipts_max: 2 });
+    let mut state = State::new(StateLimits {
+        receipts_max: 2,
+        ..StateLimits::default()
+    });
     let n = note(1, 10, 2);
     deposit(&mut state, &n, "sig-0");
     let transfer = TxRequest::Transfer {
@@ -970,3 +976,34 @@ fn replay_with_a_wrong_root_is_a_root_mismatch() {
 // TreeFull is not tested: reaching it through the public API needs 2^24 assigned leaves (≈16.7M
 // leaf pushes and as many hashes, plus ~0.5 GiB for `from_leaves`), far beyond this suite's budget.
 // The cheap boundary that *is* tested is `leaf_index_outside_the_tree_is_invalid`.
+
+#[test]
+fn tree_full_refuses_new_leaves_and_changes_nothing() {
+    let mut state = State::new(StateLimits {
+        leaves_max: 2,
+        ..StateLimits::default()
+    });
+    for i in 0..2u64 {
+        let deposit = TxRequest::Deposit {
+            commitment: Field::from_u64(100 + i),
+            amount: 5,
+            l1_deposit_ref: format!("full-{i}"),
+        };
+        assert!(state.execute(&deposit.prepare().unwrap()).is_ok());
+    }
+    state.seal_group();
+    let root = state.root();
+    let third = TxRequest::Deposit {
+        commitment: Field::from_u64(999),
+        amount: 5,
+        l1_deposit_ref: "full-2".to_owned(),
+    };
+    assert_eq!(
+        state.execute(&third.prepare().unwrap()),
+        Err(TxError::TreeFull)
+    );
+    assert_eq!(state.seq(), 2);
+    assert_eq!(state.tree().next_index(), 2);
+    state.seal_group();
+    assert_eq!(state.root(), root, "a refused deposit changed the tree");
+}

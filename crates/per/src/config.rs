@@ -58,6 +58,8 @@ pub struct Limits {
     pub record_bytes_max: u32,
     /// Receipts kept for exactly-once lookups.
     pub receipts_max: usize,
+    /// Leaves the executor assigns before answering `TreeFull` (≤ 2^24, the tree's capacity).
+    pub leaves_max: u64,
     /// Concurrent HTTP connections.
     pub connections_max: usize,
     /// Seconds a graceful shutdown waits for in-flight requests.
@@ -85,6 +87,7 @@ impl Default for Limits {
             segment_bytes_max: 64 * 1024 * 1024,
             record_bytes_max: 1024 * 1024,
             receipts_max: 100_000,
+            leaves_max: per_core::LEAF_CAPACITY,
             connections_max: 4096,
             shutdown_grace_secs: 10,
             pending_tx_degraded_max: 10_000,
@@ -182,6 +185,14 @@ pub const DEFAULT_CLUSTER: &str = "default";
 pub const DEFAULT_SNAPSHOT_INTERVAL_SECS: u64 = 300;
 
 impl Limits {
+    /// The bounds the state machine enforces.
+    pub fn state_limits(&self) -> per_core::StateLimits {
+        per_core::StateLimits {
+            receipts_max: self.receipts_max,
+            leaves_max: self.leaves_max,
+        }
+    }
+
     /// Rejects bounds that would make the node unsafe or useless.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
@@ -189,6 +200,7 @@ impl Limits {
             ("group_records_max", self.group_records_max as u64),
             ("body_bytes_max", self.body_bytes_max as u64),
             ("receipts_max", self.receipts_max as u64),
+            ("leaves_max", self.leaves_max),
             ("connections_max", self.connections_max as u64),
             ("record_bytes_max", u64::from(self.record_bytes_max)),
             ("snapshot_every_txs", self.snapshot_every_txs),
@@ -202,6 +214,12 @@ impl Limits {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("limits.{name} must be > 0")));
             }
+        }
+        if self.leaves_max > per_core::LEAF_CAPACITY {
+            return Err(ConfigError::Invalid(format!(
+                "limits.leaves_max must be ≤ {} (the tree's capacity)",
+                per_core::LEAF_CAPACITY
+            )));
         }
         if self.segment_bytes_max < 4096 {
             return Err(ConfigError::Invalid(

@@ -177,3 +177,35 @@ fn an_invalid_config_is_a_usage_error() {
         .unwrap();
     assert_eq!(status.code(), Some(2), "unknown keys are refused");
 }
+
+#[test]
+fn a_full_tree_answers_tree_full_but_change_still_fits_in_the_freed_leaf() {
+    let mut node = Node::new();
+    let config = node.tmp().join("per.toml");
+    std::fs::write(&config, "[limits]\nleaves_max = 2\n").unwrap();
+    node.options.config = Some(config);
+    node.start();
+    let api = node.api();
+    let mut wallet = Wallet::seeded(77);
+    let (first, resp) = api.deposit_new(&mut wallet, 100);
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let (_, resp) = api.deposit_new(&mut wallet, 100);
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let before = api.pool_info();
+    // A third leaf does not fit.
+    let note = wallet.note(5);
+    let resp = api.post_ok("/deposit", &wallet.deposit_body(&note), Some(DEPOSIT_TOKEN));
+    resp.assert_error(400, "TreeFull");
+    // A transfer needs a new leaf for its receiver: refused too, nothing changes.
+    let (body, _, _) = wallet.transfer(&first, 40).unwrap();
+    api.post_ok("/transfer", &body, None)
+        .assert_error(400, "TreeFull");
+    assert_eq!(api.pool_info(), before);
+    // A full withdrawal with change only reuses the freed leaf: accepted.
+    let (body, _) = wallet
+        .withdraw(&first, 60, "11111111111111111111111111111111")
+        .unwrap();
+    let resp = api.post_ok("/withdraw", &body, None);
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(resp.json["leaf_indices"], serde_json::json!([0]));
+}

@@ -114,9 +114,7 @@ impl DataDir {
 
     /// State limits for rebuilding states.
     pub fn state_limits(&self) -> StateLimits {
-        StateLimits {
-            receipts_max: self.limits.receipts_max,
-        }
+        self.limits.state_limits()
     }
 
     /// The key as a reference.

@@ -23,7 +23,6 @@ use crate::sequencer::{self, HEARTBEAT_INTERVAL, SequencerLimits};
 use crate::tokens::Token;
 use anyhow::Context;
 use clap::Args;
-use per_core::StateLimits;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -240,9 +239,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(key) => tracing::info!(key_id = %key.key_id_hex(), "encryption at rest enabled"),
         None => tracing::warn!("encryption at rest disabled (no PER_ENCRYPTION_KEY_FILE)"),
     }
-    let state_limits = StateLimits {
-        receipts_max: limits.receipts_max,
-    };
+    let state_limits = limits.state_limits();
     let source = crate::node::recovery_source(
         &config.data_dir,
         &config.cluster,
