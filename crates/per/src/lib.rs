@@ -8,6 +8,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod attestation;
 pub mod cli;
 pub mod client;
 pub mod config;

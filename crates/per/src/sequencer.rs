@@ -38,6 +38,8 @@ pub enum SubmitError {
     WriterFailed,
     /// HA: this node is a standby, or lost the lease: writes go to the primary.
     NotPrimary,
+    /// `PER_ATTESTATION_REQUIRED=true` and the TEE attestation is not valid.
+    AttestationInvalid,
 }
 
 /// Why a commit group could not be committed to the shared log (HA).
@@ -102,6 +104,8 @@ impl SequencerHandle {
                     SubmitError::NotAccepting
                 } else if flags.halted.load(Ordering::Acquire) {
                     SubmitError::Halted
+                } else if self.shared.attestation_blocks_writes() {
+                    SubmitError::AttestationInvalid
                 } else {
                     SubmitError::Draining
                 },

@@ -102,6 +102,10 @@ impl From<SubmitError> for ApiError {
             SubmitError::Halted => {
                 ApiError::Halted("writes are halted by an operator (POST /admin/resume)".to_owned())
             }
+            SubmitError::AttestationInvalid => ApiError::Halted(
+                "writes are halted: the TEE attestation is not valid and PER_ATTESTATION_REQUIRED=true (see /health)"
+                    .to_owned(),
+            ),
             SubmitError::NotAccepting => {
                 ApiError::Halted("the node is not accepting writes".to_owned())
             }

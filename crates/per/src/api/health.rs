@@ -144,13 +144,40 @@ pub async fn health(State(app): State<AppState>) -> Response {
     if shared.flags.shutting_down.load(Ordering::Acquire) {
         reasons.push("shutting down: not accepting writes".to_owned());
     }
+    // TEE attestation (DESIGN §9): required and not valid → critical (writes halted); a real
+    // provider that failed without being required → degraded; provider `none` → not attested.
+    let (tee_attestation_valid, tee_attestation) = match shared.attestation.get() {
+        None => (false, "none"),
+        Some(attestation) => {
+            if attestation.blocks_writes() {
+                status = "critical";
+                reasons.push(format!(
+                    "writes halted: TEE attestation ({}) not valid and required: {}",
+                    attestation.provider.as_str(),
+                    attestation.detail
+                ));
+            } else if !attestation.valid
+                && attestation.provider != crate::attestation::Provider::None
+            {
+                if status == "healthy" {
+                    status = "degraded";
+                }
+                reasons.push(format!(
+                    "TEE attestation ({}) not valid: {}",
+                    attestation.provider.as_str(),
+                    attestation.detail
+                ));
+            }
+            (attestation.valid, attestation.provider.as_str())
+        }
+    };
     let body = Health {
         status,
         last_heartbeat: shared.last_heartbeat_secs.load(Ordering::Relaxed),
         pending_tx_count,
         last_settlement: 0,
         snapshot_lag,
-        tee_attestation_valid: false,
+        tee_attestation_valid,
         role: shared.role().as_str(),
         epoch: shared.epoch(),
         seq,
@@ -172,7 +199,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         snapshots: snapshots_mode,
         settlement: "disabled",
         proof_generation: "disabled",
-        tee_attestation: "none",
+        tee_attestation,
         reasons,
     };
     let code = if status == "critical" {

@@ -13,13 +13,14 @@ use crate::node::Shared;
 use crate::sequencer::SequencerHandle;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use error::ApiError;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -32,10 +33,17 @@ pub struct AppState {
 
 /// Builds the router with the body-size bound.
 pub fn router(state: AppState, body_bytes_max: usize) -> Router {
-    Router::new()
+    // Write requests are counted while in flight, so a drain knows when they are all answered.
+    let writes = Router::new()
         .route("/deposit", post(tx::deposit))
         .route("/transfer", post(tx::transfer))
         .route("/withdraw", post(tx::withdraw))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_in_flight,
+        ));
+    Router::new()
+        .merge(writes)
         .route("/pool/info", get(read::pool_info))
         .route("/merkle/proof/{leaf_index}", get(read::merkle_proof))
         .route("/receipt/{receipt_id}", get(read::receipt))
@@ -45,10 +53,30 @@ pub fn router(state: AppState, body_bytes_max: usize) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/admin/halt", post(admin::halt))
         .route("/admin/resume", post(admin::resume))
+        .route("/admin/drain", post(admin::drain))
         .route("/admin/snapshot", post(admin::snapshot))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
+}
+
+/// Decrements the in-flight write count when the request ends (answered or cancelled).
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight_writes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn count_in_flight(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    app.shared.in_flight_writes.fetch_add(1, Ordering::AcqRel);
+    let _guard = InFlight(app.shared.clone());
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {

@@ -3,8 +3,10 @@
 pub mod capture_emergency_snapshot;
 pub mod capture_snapshot;
 pub mod common;
+pub mod drain;
 pub mod failover;
 pub mod find_valid_snapshot;
+pub mod healthcheck;
 pub mod loadgen;
 pub mod monitor;
 pub mod note;
@@ -13,6 +15,8 @@ pub mod prepare_recovery;
 pub mod replay_wal;
 pub mod restore_snapshot;
 pub mod serve;
+pub mod systemd;
+pub mod test_rto;
 pub mod verify_backups;
 pub mod verify_snapshot;
 pub mod verify_state;
@@ -32,6 +36,10 @@ pub struct Cli {
 enum Verb {
     /// Run the executor (single node on ./per-data with no configuration).
     Serve(serve::ServeArgs),
+    /// The runbook's RTO test: inject a fault into a scratch node, time the recovery, count losses.
+    TestRto(test_rto::TestRtoArgs),
+    /// Container/orchestrator health probe: GET /livez; exit 0 healthy, 1 not, 3 unreachable.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Open-loop load generator: deposits, then transfers spending real notes.
     Loadgen(loadgen::LoadgenArgs),
     /// Make a fresh note (opening, secrets, commitment, nullifier) as JSON for API clients.
@@ -60,6 +68,8 @@ enum Verb {
     Failover(failover::FailoverArgs),
     /// HA: check the old primary is back as a healthy standby (runbook: prepare_recovery.sh).
     PrepareRecovery(prepare_recovery::PrepareRecoveryArgs),
+    /// Stop taking new writes and wait for in-flight ones (runbook: drain_traffic.sh).
+    Drain(drain::DrainArgs),
 }
 
 impl Cli {
@@ -68,6 +78,8 @@ impl Cli {
         match self.verb {
             Verb::Serve(args) => serve::exec(args),
             Verb::Loadgen(args) => loadgen::exec(args),
+            Verb::TestRto(args) => test_rto::exec(args),
+            Verb::Healthcheck(args) => healthcheck::exec(args),
             Verb::Note(args) => note::exec(args),
             Verb::VerifySnapshot(args) => verify_snapshot::exec(args),
             Verb::FindValidSnapshot(args) => find_valid_snapshot::exec(args),
@@ -81,6 +93,7 @@ impl Cli {
             Verb::NotifyIncident(args) => notify_incident::exec(args),
             Verb::Failover(args) => failover::exec(args),
             Verb::PrepareRecovery(args) => prepare_recovery::exec(args),
+            Verb::Drain(args) => drain::exec(args),
         }
     }
 }

@@ -82,6 +82,13 @@ pub struct ServeArgs {
     /// Key for encryption at rest of snapshots and WAL (32 raw bytes or 64 hex digits).
     #[arg(long, env = "PER_ENCRYPTION_KEY_FILE")]
     pub encryption_key_file: Option<PathBuf>,
+    /// TEE attestation (PER_ATTESTATION_PROVIDER, PER_ATTESTATION_REQUIRED, …).
+    #[command(flatten)]
+    pub attestation: crate::attestation::AttestationArgs,
+    /// Redis state cache (`redis://[user:password@]host[:port][/db]`): the node taking writes
+    /// publishes {root, seq, epoch, role, status} to `per:<cluster>:state` (key and channel).
+    #[arg(long, env = "PER_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }
 
 /// The merged configuration of one `per serve`.
@@ -204,6 +211,13 @@ pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
 /// Runs the node.
 pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = merge(&args)?;
+    let redis = match args.redis_url.as_deref().filter(|u| !u.is_empty()) {
+        None => None,
+        Some(url) => Some(
+            ha::redis::RedisTarget::parse(url)
+                .map_err(|e| Exit::usage(format!("PER_REDIS_URL: {e}")))?,
+        ),
+    };
     crate::logging::init(config.log.as_deref(), config.log_format);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
@@ -255,6 +269,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(ha_config) = &ha_config {
         prepare_ha(ha_config, &source.wal, &config.data_dir)?;
     }
+    crate::cli::systemd::status("recovering: loading the newest snapshot and replaying the WAL");
     let started = std::time::Instant::now();
     let (state, wal, report) = node::recover(source).map_err(|e| {
         let code = if e.is_corruption() { 1 } else { 3 };
@@ -311,6 +326,16 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             snapshots: Some(snapshot_status),
         },
     ));
+    // TEE attestation, once, before serving: a required attestation that is not valid halts writes.
+    let attestation = crate::attestation::attest(&args.attestation);
+    if attestation.blocks_writes() {
+        tracing::error!(provider = attestation.provider.as_str(), detail = %attestation.detail, "TEE attestation not valid and required: writes halted");
+    } else if attestation.valid {
+        tracing::info!(provider = attestation.provider.as_str(), detail = %attestation.detail, "TEE attestation valid");
+    } else {
+        tracing::warn!(provider = attestation.provider.as_str(), detail = %attestation.detail, "TEE attestation not valid (not required)");
+    }
+    let _ = shared.attestation.set(attestation);
     let sequencer_limits = SequencerLimits {
         queue_max: limits.queue_max,
         group_records_max: limits.group_records_max,
@@ -358,13 +383,24 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| Exit::usage(format!("cannot listen on {listen}: {e}")))?;
         let local = listener.local_addr().context("listener address")?;
         tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "serving");
+        // Recovered and bound: only now may systemd route to us.
+        crate::cli::systemd::ready(local);
+        let redis_task = redis.map(|target| {
+            let node_id = ha_config
+                .as_ref()
+                .map_or_else(ha::host_name, |h| h.node_id.clone());
+            tracing::info!(redis = %target.address(), key = %ha::redis::state_key(&config.cluster), "redis state cache enabled");
+            ha::redis::spawn_publisher(shared.clone(), target, config.cluster.clone(), node_id)
+        });
         let heartbeat = {
             let sequencer = sequencer.clone();
+            let watchdog = crate::cli::systemd::Watchdog::from_env(shared.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
                 loop {
                     tick.tick().await;
                     sequencer.heartbeat();
+                    watchdog.ping();
                 }
             })
         };
@@ -378,6 +414,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let shutdown_shared = shared.clone();
         let shutdown = async move {
             let reason = wait_for_stop(&shutdown_shared).await;
+            crate::cli::systemd::stopping(reason);
             shutdown_shared
                 .flags
                 .shutting_down
@@ -405,6 +442,9 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         heartbeat.abort();
+        if let Some(task) = redis_task {
+            task.abort();
+        }
         drained
     });
     // Every handle is gone with the router and the heartbeat task: the sequencer finishes its

@@ -19,6 +19,7 @@ pub mod lease;
 pub mod log;
 pub mod pg;
 pub mod reconcile;
+pub mod redis;
 
 use std::time::Duration;
 

@@ -27,6 +27,22 @@ pub struct Flags {
     /// HA: this node lost (or could not prove) the lease; no more acknowledgements, the process
     /// is exiting so its supervisor restarts it as a standby.
     pub fenced: AtomicBool,
+    /// An operator is draining the node (`/admin/drain`): new writes are refused (503 `Draining`),
+    /// in-flight ones finish, `/readyz` is 503 so the load balancer moves traffic away.
+    pub draining: AtomicBool,
+}
+
+/// Redis state-cache status (`PER_REDIS_URL`), for `/health`.
+#[derive(Debug, Default)]
+pub struct RedisStatus {
+    /// Whether `PER_REDIS_URL` is set.
+    pub configured: AtomicBool,
+    /// Whether the last publication succeeded.
+    pub ok: AtomicBool,
+    /// Seq of the last state published.
+    pub published_seq: AtomicU64,
+    /// The last error (empty when none).
+    pub last_error: std::sync::Mutex<String>,
 }
 
 /// Shared node context.
@@ -61,6 +77,13 @@ pub struct Shared {
     pub snapshots: Option<Arc<SnapshotStatus>>,
     /// Snapshot-lag threshold for `/health`.
     pub snapshot_lag_degraded_secs_max: u64,
+    /// TEE attestation outcome (set once at start-up; unset: provider `none`, not required).
+    pub attestation: std::sync::OnceLock<crate::attestation::AttestationStatus>,
+    /// Write requests (`/deposit`, `/transfer`, `/withdraw`) being handled now: queued in, or
+    /// being committed by, the sequencer. A drain is complete when this is 0.
+    pub in_flight_writes: AtomicU64,
+    /// Redis state-cache status.
+    pub redis: RedisStatus,
 }
 
 /// Seconds since the Unix epoch (the wall clock; only for reporting and record timestamps).
@@ -116,7 +139,10 @@ impl Shared {
             fatal: Notify::new(),
             pending_tx_degraded_max: config.pending_tx_degraded_max,
             snapshot_lag_degraded_secs_max: config.snapshot_lag_degraded_secs_max,
+            attestation: std::sync::OnceLock::new(),
             snapshots: config.snapshots,
+            in_flight_writes: AtomicU64::new(0),
+            redis: RedisStatus::default(),
         }
     }
 
@@ -142,6 +168,20 @@ impl Shared {
             && !self.flags.poisoned.load(Ordering::Acquire)
             && !self.flags.shutting_down.load(Ordering::Acquire)
             && !self.flags.halted.load(Ordering::Acquire)
+            && !self.attestation_blocks_writes()
+            && !self.flags.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether an operator is draining the node.
+    pub fn is_draining(&self) -> bool {
+        self.flags.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether a required TEE attestation is not valid (writes halted).
+    pub fn attestation_blocks_writes(&self) -> bool {
+        self.attestation
+            .get()
+            .is_some_and(crate::attestation::AttestationStatus::blocks_writes)
     }
 
     /// Marks the writer failed and asks the process to exit.

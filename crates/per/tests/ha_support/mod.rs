@@ -1,0 +1,148 @@
+//! Helpers of the `ha_*` tests (a module of those test crates, like `common`): HA nodes
+//! of a unique cluster on the test Postgres, waiting helpers, and a client that retries a write
+//! byte-identically until it is acknowledged.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common::{Api, Node};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Lease TTL of the test clusters; `PER_TEST_HA_TTL_SECS` overrides it.
+pub fn ttl_secs() -> u64 {
+    std::env::var("PER_TEST_HA_TTL_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+/// `PER_TEST_DATABASE_URL` (default the local test database).
+pub fn database_url() -> String {
+    std::env::var("PER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A cluster name no other test (or earlier run) uses.
+pub fn unique_cluster(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("test-{test}-{}-{nanos}", std::process::id())
+}
+
+/// An HA node of `cluster` (not started), with extra environment.
+pub fn ha_node(cluster: &str, node_id: &str, mode: &str, extra: &[(&str, &str)]) -> Node {
+    let mut node = Node::new();
+    node.options.cluster = Some(cluster.to_owned());
+    node.options.env = vec![
+        ("DEPLOYMENT_MODE".to_owned(), mode.to_owned()),
+        ("PER_DATABASE_URL".to_owned(), database_url()),
+        ("PER_NODE_ID".to_owned(), node_id.to_owned()),
+        ("PER_LEASE_TTL_SECS".to_owned(), ttl_secs().to_string()),
+    ];
+    for (name, value) in extra {
+        node.options
+            .env
+            .push(((*name).to_owned(), (*value).to_owned()));
+    }
+    node
+}
+
+/// Polls until `check` holds (or fails the test with `what` and the node's log).
+pub fn wait_for(node: &Node, what: &str, timeout: Duration, mut check: impl FnMut(&Api) -> bool) {
+    let deadline = Instant::now() + timeout;
+    let api = node.api();
+    loop {
+        if check(&api) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; node log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Spawns a node that must come up as a standby.
+pub fn start_standby(node: &mut Node) {
+    node.spawn();
+    wait_for(
+        node,
+        "the standby to serve",
+        Duration::from_secs(20),
+        |api| {
+            api.get("/health")
+                .is_ok_and(|r| r.json["role"] == "standby")
+        },
+    );
+}
+
+/// How a retried write ended.
+#[derive(Debug, Clone)]
+pub struct Retried {
+    /// The acknowledgement.
+    pub resp: crate::common::Resp,
+    /// Attempts made (1: acknowledged at once).
+    pub attempts: u32,
+    /// Whether an earlier attempt's outcome was unknown (connection error or timeout after
+    /// sending): the acknowledgement may be of a resubmission that had already been applied.
+    pub in_doubt: bool,
+}
+
+/// Sends the same bytes until a 200 (retrying on 5xx and connection errors, for at most
+/// `timeout`). Any 4xx fails the test.
+pub fn post_until_acked(
+    api: &Api,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Retried {
+    let bytes = serde_json::to_vec(body).expect("serialize");
+    let deadline = Instant::now() + timeout;
+    let mut attempts = 0;
+    let mut in_doubt = false;
+    loop {
+        attempts += 1;
+        match api.post_raw(path, bytes.clone(), token) {
+            Ok(resp) if resp.status == 200 => {
+                return Retried {
+                    resp,
+                    attempts,
+                    in_doubt,
+                };
+            }
+            Ok(resp) => {
+                assert!(
+                    resp.status >= 500,
+                    "{path} answered {}: {}",
+                    resp.status,
+                    resp.text
+                );
+                // 502/504 from a proxy: the request may have reached a node.
+                if resp.status != 503 {
+                    in_doubt = true;
+                }
+            }
+            Err(_) => in_doubt = true,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: not acknowledged within {timeout:?} ({attempts} attempts)"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `(seq, merkle_root)` of `/pool/info`, if it answers.
+pub fn pool(api: &Api) -> Option<(u64, Value)> {
+    let r = api.get("/pool/info").ok()?;
+    (r.status == 200).then(|| {
+        (
+            r.json["seq"].as_u64().unwrap_or(0),
+            r.json["merkle_root"].clone(),
+        )
+    })
+}
