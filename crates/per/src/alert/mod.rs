@@ -329,6 +329,22 @@ pub fn url_origin(url: &reqwest::Url) -> String {
     }
 }
 
+/// POSTs `body` as JSON to a webhook-style endpoint and accepts any 2xx (PagerDuty, SMS gateways).
+pub(crate) async fn post_json_expect_2xx(
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+    body: &serde_json::Value,
+    kind: ChannelKind,
+) -> Result<(), DeliveryError> {
+    let response = http
+        .post(url.clone())
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| transport_error(kind, e))?;
+    check_response(kind, response, |status, _| (200..300).contains(&status)).await
+}
+
 /// A reqwest transport error as a retryable delivery error, without the (secret) URL.
 pub fn transport_error(channel: ChannelKind, error: reqwest::Error) -> DeliveryError {
     let error = error.without_url();

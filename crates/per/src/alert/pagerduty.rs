@@ -3,8 +3,8 @@
 //! accepted). A resolve carries the trigger's `dedup_key`, which closes the incident.
 
 use super::{
-    Action, Alert, AlertConfigError, Channel, ChannelKind, DeliveryError, check_response,
-    parse_http_url, transport_error, url_origin,
+    Action, Alert, AlertConfigError, Channel, ChannelKind, DeliveryError, parse_http_url,
+    url_origin,
 };
 use serde_json::{Value, json};
 
@@ -89,16 +89,12 @@ impl Channel for PagerDuty {
     }
 
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let response = self
-            .http
-            .post(self.url.clone())
-            .json(&self.body(alert))
-            .send()
-            .await
-            .map_err(|e| transport_error(ChannelKind::PagerDuty, e))?;
-        check_response(ChannelKind::PagerDuty, response, |status, _| {
-            (200..300).contains(&status)
-        })
+        super::post_json_expect_2xx(
+            &self.http,
+            &self.url,
+            &self.body(alert),
+            ChannelKind::PagerDuty,
+        )
         .await
     }
 }

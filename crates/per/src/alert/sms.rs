@@ -3,8 +3,8 @@
 //! Messages are one short line: the headline, cut to [`MESSAGE_CHARS_MAX`].
 
 use super::{
-    Alert, AlertConfigError, Channel, ChannelKind, DeliveryError, check_response, parse_http_url,
-    transport_error, truncate, url_origin,
+    Alert, AlertConfigError, Channel, ChannelKind, DeliveryError, parse_http_url, truncate,
+    url_origin,
 };
 use serde_json::{Value, json};
 
@@ -70,16 +70,7 @@ impl Channel for Sms {
     }
 
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let response = self
-            .http
-            .post(self.url.clone())
-            .json(&self.body(alert))
-            .send()
+        super::post_json_expect_2xx(&self.http, &self.url, &self.body(alert), ChannelKind::Sms)
             .await
-            .map_err(|e| transport_error(ChannelKind::Sms, e))?;
-        check_response(ChannelKind::Sms, response, |status, _| {
-            (200..300).contains(&status)
-        })
-        .await
     }
 }
