@@ -243,16 +243,29 @@ pub fn create_segment(
             ),
         });
     }
+    publish_header(dir, dir_handle, &tmp, path, header)
+}
+
+/// Writes `header` into `tmp`, fsyncs it, renames it to `path` and fsyncs the directory: a crash
+/// leaves either no file (or the old one) or the complete new header under `path`. Returns the open
+/// file, positioned after the header.
+fn publish_header(
+    dir: &Path,
+    dir_handle: &File,
+    tmp: &Path,
+    path: PathBuf,
+    header: &SegmentHeader,
+) -> Result<(File, PathBuf), WalError> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp)
-        .map_err(io_error(&tmp))?;
-    file.write_all(&header.encode()).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_error(&path))?;
+        .open(tmp)
+        .map_err(io_error(tmp))?;
+    file.write_all(&header.encode()).map_err(io_error(tmp))?;
+    file.sync_all().map_err(io_error(tmp))?;
+    fs::rename(tmp, &path).map_err(io_error(&path))?;
     sync_dir(dir, dir_handle)?;
     Ok((file, path))
 }
@@ -279,18 +292,7 @@ pub fn replace_empty_segment(
             )),
         });
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_error(&tmp))?;
-    file.write_all(&header.encode()).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_error(&path))?;
-    sync_dir(dir, dir_handle)?;
-    Ok((file, path))
+    publish_header(dir, dir_handle, &tmp, path, header)
 }
 
 /// Cuts `segment` back to `offset`, first saving the cut bytes to `<segment>.<offset>.broken` (or

@@ -151,6 +151,22 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
         .unwrap_or(1)
 }
 
+/// Resolves on SIGTERM or SIGINT and names it: how long-running verbs learn they must stop.
+pub async fn stop_signal() -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = terminate => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -456,18 +456,9 @@ async fn stop_signal(deadline: Option<Instant>) -> &'static str {
             None => std::future::pending::<()>().await,
         }
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
     tokio::select! {
         () = until => "duration elapsed",
-        () = terminate => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+        signal = crate::cli::stop_signal() => signal,
     }
 }
 

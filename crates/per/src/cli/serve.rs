@@ -487,17 +487,8 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn wait_for_stop(shared: &Shared) -> &'static str {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
     tokio::select! {
-        () = terminate => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+        signal = crate::cli::stop_signal() => signal,
         () = shared.fatal.notified() => "fatal: WAL failure, lost lease or shared-log divergence",
     }
 }
