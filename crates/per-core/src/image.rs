@@ -12,13 +12,17 @@
 use crate::field::Field;
 use crate::merkle::MerkleTree;
 use crate::receipts::{Receipt, ReceiptBook};
+use crate::settlement::{SettlementBook, SettlementEvent};
 use crate::state::{PendingWithdrawal, ReplayError, State, StateLimits};
 use crate::tx::TxEffects;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
-/// Version of the image encoding written by this binary (readers accept ≤ this).
-pub const IMAGE_FORMAT_VERSION: u8 = 1;
+/// Version of the image encoding written by this binary (readers accept ≤ this). Version 2
+/// appended the settlement book to images and the settlement events to deltas; a version-1 body
+/// decodes as version 2 with those trailing fields empty (postcard encodes `None` and an empty
+/// `Vec` as one zero byte).
+pub const IMAGE_FORMAT_VERSION: u8 = 2;
 
 /// Everything needed to resume from one seq.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,8 +45,10 @@ pub struct StateImage {
     pub receipts: Vec<Receipt>,
     /// Withdrawals waiting for settlement, in seq order.
     pub pending_withdrawals: Vec<(u64, u64, [u8; 32])>,
-    /// Last L1 slot a batch settled in (0 until settlement exists).
+    /// Last L1 slot a batch settled in (0 until a batch settles).
     pub last_settlement_slot: u64,
+    /// Settlement state (`None` in version-1 images: batching starts afresh at this image).
+    pub settlement: Option<SettlementBook>,
 }
 
 /// The effects between a base seq and `seq`.
@@ -61,6 +67,8 @@ pub struct StateDelta {
     pub group_ends: Vec<(u64, Field)>,
     /// The root after the last record.
     pub merkle_root: Field,
+    /// `(seq, event)` of every settlement record in the delta (interleaved with `records` by seq).
+    pub settlement: Vec<(u64, SettlementEvent)>,
 }
 
 /// Why an image cannot become a state.
@@ -124,6 +132,14 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ImageError> {
     if version > IMAGE_FORMAT_VERSION || version == 0 {
         return Err(ImageError::UnsupportedVersion(version));
     }
+    let upgraded;
+    let body = if version == 1 {
+        // Version 1 lacks the trailing settlement field: its empty encoding is one zero byte.
+        upgraded = [body, &[0u8]].concat();
+        upgraded.as_slice()
+    } else {
+        body
+    };
     let (value, rest) =
         postcard::take_from_bytes::<T>(body).map_err(|e| ImageError::Decode(e.to_string()))?;
     if !rest.is_empty() {
@@ -181,7 +197,8 @@ impl State {
                 .iter()
                 .map(|w| (w.seq, w.amount, w.recipient))
                 .collect(),
-            last_settlement_slot: 0,
+            last_settlement_slot: self.settlement.last_settled.as_ref().map_or(0, |s| s.slot),
+            settlement: Some(self.settlement.clone()),
         }
     }
 
@@ -253,6 +270,10 @@ impl State {
             seq: image.seq,
             deferred_root: None,
             leaves_max: limits.leaves_max.min(crate::merkle::LEAF_CAPACITY),
+            settlement: image
+                .settlement
+                .unwrap_or_else(|| SettlementBook::new(image.merkle_root)),
+            last_root: image.merkle_root,
         })
     }
 
@@ -274,9 +295,32 @@ impl State {
             });
         }
         let mut group_ends = delta.group_ends.iter().peekable();
-        for (seq, effects) in &delta.records {
-            self.apply_effects(*seq, effects)?;
-            if let Some((_, root)) = group_ends.next_if(|(last, _)| last == seq) {
+        let mut events = delta.settlement.iter().peekable();
+        let mut records = delta.records.iter().peekable();
+        loop {
+            // Records in seq order: settlement events interleave with transactions.
+            let next_tx = records.peek().map(|(seq, _)| *seq);
+            let next_event = events.peek().map(|(seq, _)| *seq);
+            let seq = match (next_tx, next_event) {
+                (Some(tx), Some(event)) if event < tx => {
+                    let (seq, event) = events.next().ok_or(ImageError::Inconsistent("events"))?;
+                    self.apply_settlement(*seq, event)?;
+                    *seq
+                }
+                (None, Some(_)) => {
+                    let (seq, event) = events.next().ok_or(ImageError::Inconsistent("events"))?;
+                    self.apply_settlement(*seq, event)?;
+                    *seq
+                }
+                (Some(_), _) => {
+                    let (seq, effects) =
+                        records.next().ok_or(ImageError::Inconsistent("records"))?;
+                    self.apply_effects(*seq, effects)?;
+                    *seq
+                }
+                (None, None) => break,
+            };
+            if let Some((_, root)) = group_ends.next_if(|(last, _)| *last == seq) {
                 self.close_replayed_group_deferred(*root);
             }
         }
@@ -287,7 +331,7 @@ impl State {
         }
         match delta.group_ends.last() {
             Some((_, root)) if *root == delta.merkle_root => {}
-            None if delta.records.is_empty() => {}
+            None if delta.records.is_empty() && delta.settlement.is_empty() => {}
             _ => {
                 return Err(ImageError::Inconsistent(
                     "delta root is not its last group's",

@@ -13,6 +13,7 @@ pub mod note;
 pub mod poseidon2;
 pub mod receipts;
 pub mod record;
+pub mod settlement;
 pub mod state;
 pub mod tx;
 
@@ -22,6 +23,10 @@ pub use merkle::{LEAF_CAPACITY, MerkleTree, TREE_DEPTH, TreeError, empty_root, r
 pub use note::{Note, nullifier};
 pub use receipts::Receipt;
 pub use record::{RECORD_FORMAT_VERSION, RecordError, WalRecord};
+pub use settlement::{
+    Batch, BatchStatus, SettledBatch, SettlementBook, SettlementError, SettlementEvent, Submission,
+    nullifiers_root, proof_groups,
+};
 pub use state::{Execution, PendingWithdrawal, ReplayError, State, StateLimits};
 pub use tx::{
     ChangeNote, LeafWrite, Output, PreparedTx, Spend, SpentInput, TxEffects, TxError, TxKind,

@@ -5,11 +5,15 @@
 //! the root after the group; a group without its end at the tail of the log was never acknowledged.
 
 use crate::field::Field;
+use crate::settlement::SettlementEvent;
 use crate::tx::TxEffects;
 use serde::{Deserialize, Serialize};
 
-/// Version of the record encoding written by this binary.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// Newest record encoding this binary reads and writes. Version 2 added
+/// [`WalRecord::Settlement`]; transaction and group-end records are still written as version 1, so
+/// a log without settlement events stays readable by version-1 binaries, and one with them is
+/// refused by those binaries by name (`UnsupportedVersion`) rather than as corruption.
+pub const RECORD_FORMAT_VERSION: u8 = 2;
 
 /// One logged event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +40,18 @@ pub enum WalRecord {
         /// Merkle root after the group.
         root: Field,
     },
+    /// A settlement event (DESIGN.md §7): sequenced like a transaction, in a commit group of its
+    /// own, so settlement state is recovered by replay.
+    Settlement {
+        /// Sequence number.
+        seq: u64,
+        /// Fencing epoch of the writer.
+        epoch: u64,
+        /// Wall-clock time of sequencing, milliseconds since the Unix epoch.
+        timestamp_ms: u64,
+        /// What changed.
+        event: SettlementEvent,
+    },
 }
 
 /// Why a frame's data is not a record.
@@ -55,7 +71,11 @@ pub enum RecordError {
 impl WalRecord {
     /// Encodes the record with its version byte.
     pub fn encode(&self) -> Vec<u8> {
-        let out = vec![RECORD_FORMAT_VERSION];
+        let version = match self {
+            WalRecord::Settlement { .. } => 2,
+            WalRecord::Tx { .. } | WalRecord::GroupEnd { .. } => 1,
+        };
+        let out = vec![version];
         // Encoding plain enums of integers and byte arrays cannot fail.
         match postcard::to_extend(self, out) {
             Ok(bytes) => bytes,
@@ -66,7 +86,7 @@ impl WalRecord {
     /// Decodes a frame's data, refusing unknown versions and trailing bytes.
     pub fn decode(data: &[u8]) -> Result<WalRecord, RecordError> {
         let (&version, body) = data.split_first().ok_or(RecordError::Empty)?;
-        if version != RECORD_FORMAT_VERSION {
+        if version == 0 || version > RECORD_FORMAT_VERSION {
             return Err(RecordError::UnsupportedVersion(version));
         }
         let (record, rest) = postcard::take_from_bytes::<WalRecord>(body)
@@ -80,7 +100,7 @@ impl WalRecord {
     /// The sequence number this record carries (the last of the group for `GroupEnd`).
     pub fn seq(&self) -> u64 {
         match self {
-            WalRecord::Tx { seq, .. } => *seq,
+            WalRecord::Tx { seq, .. } | WalRecord::Settlement { seq, .. } => *seq,
             WalRecord::GroupEnd { seq_last, .. } => *seq_last,
         }
     }

@@ -8,6 +8,7 @@
 use crate::field::Field;
 use crate::merkle::{LEAF_CAPACITY, MerkleTree, TREE_DEPTH, TreeError};
 use crate::receipts::{Receipt, ReceiptBook};
+use crate::settlement::{SettlementBook, SettlementError, SettlementEvent};
 use crate::tx::{LeafWrite, PreparedTx, TxEffects, TxError, TxKind};
 use std::collections::HashSet;
 
@@ -79,6 +80,14 @@ pub enum ReplayError {
         /// Root recomputed by replay.
         computed: Field,
     },
+    /// A settlement record contradicts the settlement book.
+    #[error("settlement record seq {seq} does not fit: {error}")]
+    Settlement {
+        /// Sequence number of the record.
+        seq: u64,
+        /// What did not fit.
+        error: SettlementError,
+    },
 }
 
 /// The executor's private state.
@@ -97,6 +106,10 @@ pub struct State {
     pub(crate) deferred_root: Option<Field>,
     /// Leaves `execute` may assign.
     pub(crate) leaves_max: u64,
+    /// Batches and their way to L1.
+    pub(crate) settlement: SettlementBook,
+    /// Root of the last sealed (or replayed) commit group: what a batch seal must name.
+    pub(crate) last_root: Field,
 }
 
 impl State {
@@ -113,7 +126,44 @@ impl State {
             seq: 0,
             deferred_root: None,
             leaves_max: limits.leaves_max.min(LEAF_CAPACITY),
+            settlement: SettlementBook::new(crate::merkle::empty_root()),
+            last_root: crate::merkle::empty_root(),
         }
+    }
+
+    /// Settlement state: the open batch, unsettled batches, the last settlement.
+    pub fn settlement(&self) -> &SettlementBook {
+        &self.settlement
+    }
+
+    /// Applies a settlement event as `seq` (execution and replay share this path). A
+    /// confirmation settles its batch's nullifiers and withdrawals. On error nothing changed.
+    pub fn apply_settlement(
+        &mut self,
+        seq: u64,
+        event: &SettlementEvent,
+    ) -> Result<(), ReplayError> {
+        if seq != self.seq + 1 {
+            return Err(ReplayError::OutOfSequence {
+                expected: self.seq + 1,
+                found: seq,
+            });
+        }
+        assert!(
+            self.open_group.is_empty(),
+            "settlement events are logged in their own commit group"
+        );
+        let settled = self
+            .settlement
+            .apply(event, self.last_root)
+            .map_err(|error| ReplayError::Settlement { seq, error })?;
+        if let Some((nullifiers, seq_last)) = settled {
+            let settled: HashSet<Field> = nullifiers.into_iter().collect();
+            self.pending_nullifiers.retain(|n| !settled.contains(n));
+            self.pending_withdrawals.retain(|w| w.seq > seq_last);
+        }
+        self.seq = seq;
+        Ok(())
     }
 
     /// Last sequence number applied.
@@ -295,6 +345,7 @@ impl State {
             });
         }
         self.receipts.insert(Receipt::pending(seq, effects));
+        self.settlement.note_tx(seq, effects.nullifier);
         self.open_group.push(effects.digest);
         self.seq = seq;
         Ok(())
@@ -307,6 +358,7 @@ impl State {
         for digest in self.open_group.drain(..) {
             self.receipts.set_root(&digest, root);
         }
+        self.last_root = root;
         root
     }
 
@@ -330,6 +382,7 @@ impl State {
         for digest in self.open_group.drain(..) {
             self.receipts.set_root(&digest, logged);
         }
+        self.last_root = logged;
         self.deferred_root = Some(logged);
     }
 

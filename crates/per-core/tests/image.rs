@@ -137,6 +137,7 @@ fn full_plus_deltas_equals_the_live_state() {
             records,
             group_ends,
             merkle_root: live.root(),
+            settlement: Vec::new(),
         };
         let delta = StateDelta::decode(&delta.encode()).unwrap();
         restored.apply_delta(&delta).unwrap();
@@ -152,6 +153,7 @@ fn full_plus_deltas_equals_the_live_state() {
         records,
         group_ends,
         merkle_root: live.root(),
+        settlement: Vec::new(),
     };
     assert!(matches!(
         restored.clone().apply_delta(&delta),

@@ -17,4 +17,5 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod sequencer;
+pub mod settlement;
 pub mod tokens;

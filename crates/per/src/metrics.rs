@@ -38,6 +38,8 @@ pub struct BuildLabels {
 pub struct Metrics {
     /// The registry `/metrics` encodes.
     pub registry: Registry,
+    /// Batches and settlement to L1.
+    pub settlement: crate::settlement::metrics::SettlementMetrics,
     /// HTTP requests by route and outcome.
     pub http_requests: Family<RouteLabels, Counter>,
     /// Transactions by kind and outcome.
@@ -177,7 +179,9 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Build version and role", build_info);
+        let settlement = crate::settlement::metrics::SettlementMetrics::register(&mut registry);
         Metrics {
+            settlement,
             registry,
             http_requests,
             transactions,

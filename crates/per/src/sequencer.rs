@@ -14,8 +14,8 @@
 
 use crate::node::snapshotter::{SnapshotPlanner, SnapshotResponder};
 use crate::node::{Shared, unix_millis};
-use per_core::{Execution, PreparedTx, Receipt, TxError, WalRecord};
-use per_store::Wal;
+use per_core::{Execution, PreparedTx, Receipt, SettlementEvent, TxError, WalRecord};
+use per_store::{AppendStats, Wal};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -81,6 +81,21 @@ enum Command {
         full: bool,
         respond: SnapshotResponder,
     },
+    Settle {
+        event: SettlementEvent,
+        respond: oneshot::Sender<Result<u64, SettleLogError>>,
+    },
+}
+
+/// Why a settlement event was not logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettleLogError {
+    /// The event contradicts the settlement book (unknown batch, wrong status…); nothing logged.
+    #[error("{0}")]
+    Refused(String),
+    /// The writer stopped (WAL failure, fenced, shutting down): nothing more is logged here.
+    #[error("the writer is not running: {0}")]
+    Stopped(String),
 }
 
 /// The handlers' end of the queue.
@@ -145,6 +160,22 @@ impl SequencerHandle {
             .unwrap_or_else(|_| Err("snapshots are not running".to_owned()))
     }
 
+    /// Logs a settlement event durably (its own commit group, WAL and shared log) and returns its
+    /// seq once durable. Refused events change nothing.
+    pub async fn log_settlement(&self, event: SettlementEvent) -> Result<u64, SettleLogError> {
+        if self.shared.role() == crate::config::DeploymentMode::Standby {
+            return Err(SettleLogError::Stopped("this node is a standby".to_owned()));
+        }
+        let (respond, response) = oneshot::channel();
+        self.sender
+            .send(Command::Settle { event, respond })
+            .await
+            .map_err(|_| SettleLogError::Stopped("the sequencer stopped".to_owned()))?;
+        response
+            .await
+            .unwrap_or_else(|_| Err(SettleLogError::Stopped("the sequencer stopped".to_owned())))
+    }
+
     /// Asks for a sign of life; skipped when the queue is full (the sequencer is busy then anyway).
     pub fn heartbeat(&self) {
         if self.shared.role() == crate::config::DeploymentMode::Standby {
@@ -161,6 +192,10 @@ pub struct SequencerLimits {
     pub queue_max: usize,
     /// Transactions per commit group.
     pub group_records_max: usize,
+    /// A batch is sealed when it holds this many transactions (`PER_BATCH_TXS_MAX`).
+    pub batch_txs_max: u32,
+    /// … or when its first transaction is this old (`PER_BATCH_AGE_SECS_MAX`).
+    pub batch_age_max: Duration,
 }
 
 /// Starts the sequencer thread. It stops when every handle is dropped (after finishing and syncing
@@ -189,7 +224,7 @@ pub struct SequencerQueue {
 
 /// Creates the queue without starting the sequencer (see [`SequencerQueue::run`]).
 pub fn channel(shared: Arc<Shared>, limits: SequencerLimits) -> (SequencerHandle, SequencerQueue) {
-    assert!(limits.queue_max > 0 && limits.group_records_max > 0);
+    assert!(limits.queue_max > 0 && limits.group_records_max > 0 && limits.batch_txs_max > 0);
     let (sender, receiver) = mpsc::channel(limits.queue_max);
     (
         SequencerHandle { sender, shared },
@@ -224,6 +259,14 @@ struct Sequencer {
     ticked: bool,
     /// HA: the shared, fenced log every group is committed to before it is answered.
     replicator: Option<Replicator>,
+    /// Settlement events waiting for the end of the current group.
+    settle_requests: Vec<(
+        SettlementEvent,
+        oneshot::Sender<Result<u64, SettleLogError>>,
+    )>,
+    /// When the open batch received its first transaction (this process's clock; after a
+    /// restart, the time of recovery).
+    batch_opened: Option<Instant>,
 }
 
 type Responder = oneshot::Sender<Result<Receipt, SubmitError>>;
@@ -251,6 +294,8 @@ impl Sequencer {
             snapshot_requests: Vec::new(),
             ticked: false,
             replicator,
+            settle_requests: Vec::new(),
+            batch_opened: None,
         }
     }
 
@@ -259,7 +304,166 @@ impl Sequencer {
             Command::Submit { tx, respond } => group.push((tx, respond)),
             Command::Heartbeat => self.ticked = true,
             Command::Snapshot { full, respond } => self.snapshot_requests.push((full, respond)),
+            Command::Settle { event, respond } => self.settle_requests.push((event, respond)),
         }
+    }
+
+    /// Room left in the open batch: a commit group never crosses a batch boundary, so every
+    /// batch ends on a logged root.
+    fn batch_room(&self) -> usize {
+        let open = self
+            .shared
+            .read_state()
+            .map_or(0, |state| state.settlement().open.tx_count);
+        (self.limits.batch_txs_max.saturating_sub(open)).max(1) as usize
+    }
+
+    /// Seals the open batch when it is full or old enough, and logs requested settlement
+    /// events; between groups. Returns false if the writer failed.
+    fn settle_between_groups(&mut self) -> bool {
+        let (open_count, root) = match self.shared.read_state() {
+            Some(state) => (state.settlement().open.tx_count, state.root()),
+            None => return false,
+        };
+        if open_count == 0 {
+            self.batch_opened = None;
+        } else if self.batch_opened.is_none() {
+            self.batch_opened = Some(Instant::now());
+        }
+        let aged = self
+            .batch_opened
+            .is_some_and(|opened| opened.elapsed() >= self.limits.batch_age_max);
+        if open_count > 0 && (open_count >= self.limits.batch_txs_max || aged) {
+            let seal = self
+                .shared
+                .read_state()
+                .and_then(|state| state.settlement().seal_event(root, unix_millis()));
+            if let Some(seal) = seal {
+                match self.log_settlement(seal) {
+                    Ok(seq) => {
+                        self.batch_opened = None;
+                        tracing::info!(seq, tx_count = open_count, aged, "batch sealed");
+                    }
+                    Err(SettleLogError::Refused(error)) => {
+                        // A bug: the book derived this seal itself.
+                        tracing::error!(%error, "batch seal refused by the settlement book");
+                    }
+                    Err(SettleLogError::Stopped(_)) => return false,
+                }
+            }
+        }
+        for (event, respond) in std::mem::take(&mut self.settle_requests) {
+            let logged = self.log_settlement(event);
+            let stopped = matches!(logged, Err(SettleLogError::Stopped(_)));
+            let _ = respond.send(logged);
+            if stopped {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Applies, logs (WAL, then the shared log) and syncs one settlement event as a commit group
+    /// of its own.
+    fn log_settlement(&mut self, event: SettlementEvent) -> Result<u64, SettleLogError> {
+        if self.shared.is_fenced() || self.shared.flags.poisoned.load(Ordering::Acquire) {
+            return Err(SettleLogError::Stopped("the writer stopped".to_owned()));
+        }
+        let shared = self.shared.clone();
+        let Some(mut state) = shared.write_state() else {
+            self.shared.poison();
+            return Err(SettleLogError::Stopped(
+                "the state lock is poisoned".to_owned(),
+            ));
+        };
+        let epoch = self.shared.epoch();
+        let seq = state.seq() + 1;
+        let timestamp_ms = unix_millis();
+        state
+            .apply_settlement(seq, &event)
+            .map_err(|e| SettleLogError::Refused(e.to_string()))?;
+        let root = state.seal_group();
+        let record = WalRecord::Settlement {
+            seq,
+            epoch,
+            timestamp_ms,
+            event: event.clone(),
+        };
+        encode_into(&mut self.records, 0, &record);
+        let end = WalRecord::GroupEnd {
+            seq_last: seq,
+            epoch,
+            timestamp_ms,
+            root,
+        };
+        encode_into(&mut self.records, 1, &end);
+        match self.persist(seq, seq, epoch, 2) {
+            Ok(stats) => {
+                let metrics = &self.shared.metrics;
+                metrics.seq.set(seq as i64);
+                metrics
+                    .pending_transactions
+                    .set(state.settlement().unsettled_tx_count() as i64);
+                if let Some(planner) = self.snapshots.as_mut() {
+                    if let Some(sealed) = stats.sealed_segment {
+                        planner.segment_sealed(sealed);
+                    }
+                    planner.after_settlement(&state, event.clone(), root);
+                }
+                tracing::info!(
+                    seq,
+                    batch_id = event.batch_id(),
+                    event = event.name(),
+                    "settlement event logged"
+                );
+                Ok(seq)
+            }
+            Err(()) => Err(SettleLogError::Stopped("the writer failed".to_owned())),
+        }
+    }
+
+    /// Appends the first `used` encoded records as one group to the WAL (one write, one
+    /// fdatasync) and then, in HA, to the shared log. On failure the node is poisoned or fenced
+    /// (logged here) and nothing of the group may be acknowledged.
+    fn persist(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        epoch: u64,
+        used: usize,
+    ) -> Result<AppendStats, ()> {
+        let frames: Vec<&[u8]> = self.records[..used].iter().map(Vec::as_slice).collect();
+        let stats = match self.wal.append_group(first_seq, &frames) {
+            Ok(stats) => stats,
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    first_seq,
+                    "WAL append failed: writer poisoned, no further acknowledgements; exiting"
+                );
+                self.shared.poison();
+                return Err(());
+            }
+        };
+        if let Some(replicator) = self.replicator.as_mut()
+            && let Err(error) = replicator.append(first_seq, last_seq, epoch, &frames)
+        {
+            tracing::error!(
+                %error,
+                first_seq,
+                last_seq,
+                epoch,
+                "shared-log append failed: fenced, no further acknowledgements; exiting (restart as a standby)"
+            );
+            self.shared.fence();
+            return Err(());
+        }
+        let metrics = &self.shared.metrics;
+        metrics
+            .fsync_duration
+            .observe(stats.sync_duration.as_secs_f64());
+        metrics.wal_bytes.inc_by(stats.bytes);
+        Ok(stats)
     }
 
     /// Time triggers and explicit requests, between groups (the state is sealed and durable).
@@ -299,18 +503,16 @@ impl Sequencer {
         while let Some(first) = receiver.blocking_recv() {
             self.shared.heartbeat();
             self.push_command(&mut group, first);
-            while group.len() < self.limits.group_records_max {
+            let group_max = self.limits.group_records_max.min(self.batch_room());
+            while group.len() < group_max {
                 match receiver.try_recv() {
                     Ok(command) => self.push_command(&mut group, command),
                     Err(_) => break,
                 }
             }
             self.shared.metrics.queue_depth.set(receiver.len() as i64);
-            if group.is_empty() {
-                self.after_commands();
-                continue;
-            }
-            let committed = self.commit_group(&mut group);
+            let committed = group.is_empty() || self.commit_group(&mut group);
+            let committed = committed && self.settle_between_groups();
             self.after_commands();
             if !committed {
                 // Poisoned: refuse everything still queued, then stop.
@@ -334,7 +536,8 @@ impl Sequencer {
             self.fail_all(group.drain(..).map(|(_, r)| r));
             return false;
         }
-        let Some(mut state) = self.shared.write_state() else {
+        let shared = self.shared.clone();
+        let Some(mut state) = shared.write_state() else {
             self.fail_all(group.drain(..).map(|(_, r)| r));
             self.shared.poison();
             return false;
@@ -383,36 +586,14 @@ impl Sequencer {
             };
             encode_into(&mut self.records, used, &end);
             used += 1;
-            let frames: Vec<&[u8]> = self.records[..used].iter().map(Vec::as_slice).collect();
-            let appended = self.wal.append_group(first_seq, &frames);
-            if appended.is_ok()
-                && let Some(replicator) = self.replicator.as_mut()
-            {
-                let replicated = replicator.append(first_seq, state.seq(), epoch, &frames);
-                if let Err(error) = replicated {
-                    tracing::error!(
-                        %error,
-                        first_seq,
-                        last_seq = state.seq(),
-                        epoch,
-                        "shared-log append failed: fenced, no further acknowledgements; exiting (restart as a standby)"
-                    );
-                    self.shared.fence();
-                    drop(state);
-                    self.fail_all(answers.into_iter().map(|(r, _)| r));
-                    return false;
-                }
-            }
-            match appended {
+            match self.persist(first_seq, state.seq(), epoch, used) {
                 Ok(stats) => {
                     let metrics = &self.shared.metrics;
-                    metrics
-                        .fsync_duration
-                        .observe(stats.sync_duration.as_secs_f64());
-                    metrics.wal_bytes.inc_by(stats.bytes);
                     metrics.commit_group_size.observe((used - 1) as f64);
                     metrics.seq.set(state.seq() as i64);
-                    metrics.pending_transactions.set(state.seq() as i64);
+                    metrics
+                        .pending_transactions
+                        .set(state.settlement().unsettled_tx_count() as i64);
                     if let Some(sealed) = stats.sealed_segment
                         && let Some(planner) = self.snapshots.as_mut()
                     {
@@ -423,13 +604,7 @@ impl Sequencer {
                         planner.after_group(&state, logged, root);
                     }
                 }
-                Err(error) => {
-                    tracing::error!(
-                        %error,
-                        first_seq,
-                        "WAL append failed: writer poisoned, no further acknowledgements; exiting"
-                    );
-                    self.shared.poison();
+                Err(()) => {
                     drop(state);
                     self.fail_all(answers.into_iter().map(|(r, _)| r));
                     return false;

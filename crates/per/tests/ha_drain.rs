@@ -109,9 +109,9 @@ fn ha_drain_refuses_new_writes_finishes_in_flight_ones_and_resume_undoes_it() {
     }
     assert!(acked.len() > 20, "too little load: {}", acked.len());
     assert!(refused > 0, "no write was refused while draining");
-    let seq = api.pool_info()["seq"].as_u64().unwrap();
+    let transactions = api.pool_info()["transactions"].as_u64().unwrap();
     assert_eq!(
-        seq,
+        transactions,
         acked.len() as u64,
         "every acknowledged deposit (and nothing else) is applied"
     );

@@ -61,6 +61,9 @@ fn runbook_node(limits: &str) -> Node {
         "per.toml",
         &format!("[limits]\n{limits}\n"),
     ));
+    // These procedures count transactions by seq; batch seals (settlement records take seqs too)
+    // are tested in settlement tests, so none is triggered here.
+    node.options.env.push(common::no_batch_seals());
     node
 }
 

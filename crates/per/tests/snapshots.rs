@@ -72,6 +72,7 @@ fn scenario_1_crash_recovers_from_the_last_snapshot_plus_the_wal_after_it() {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut driver = Driver::new(seed, WORKERS);
     let mut node = Node::new();
+    node.options.env.push(common::no_batch_seals()); // seq = transactions here
     node.options.config = Some(write_config(
         node.tmp(),
         "per.toml",
@@ -169,6 +170,7 @@ fn scenario_1_crash_recovers_from_the_last_snapshot_plus_the_wal_after_it() {
 #[test]
 fn a_snapshot_every_100_transactions_and_sha256sum_accepts_every_sidecar() {
     let mut node = Node::new();
+    node.options.env.push(common::no_batch_seals()); // seq = transactions here
     node.start();
     let api = node.api();
     let mut wallet = Wallet::seeded(21);
@@ -393,6 +395,7 @@ fn admin_snapshot_needs_the_token_and_returns_an_existing_file_at_the_current_se
 #[test]
 fn retention_keeps_ten_restore_points_and_every_base_they_need() {
     let mut node = Node::new();
+    node.options.env.push(common::no_batch_seals()); // seq = transactions here
     node.options.config = Some(write_config(
         node.tmp(),
         "per.toml",

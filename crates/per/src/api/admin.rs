@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 
-fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Checks the admin bearer token.
+pub(super) fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -30,7 +31,8 @@ fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn counted(
+/// Counts the request by outcome.
+pub(super) fn counted(
     app: &AppState,
     route: &str,
     result: Result<Json<Value>, ApiError>,

@@ -31,6 +31,8 @@ pub enum ApiError {
     NotPrimary,
     /// 503 (extension): a requested snapshot could not be taken; the node keeps running.
     SnapshotFailed(String),
+    /// 503: settlement to L1 cannot proceed (disabled, blocked on the prover, L1 unreachable).
+    L1Unavailable(String),
 }
 
 impl ApiError {
@@ -47,6 +49,7 @@ impl ApiError {
             ApiError::Draining => "Draining",
             ApiError::NotPrimary => "NotPrimary",
             ApiError::SnapshotFailed(_) => "SnapshotFailed",
+            ApiError::L1Unavailable(_) => "L1Unavailable",
         }
     }
 
@@ -60,7 +63,8 @@ impl ApiError {
             | ApiError::Halted(_)
             | ApiError::Draining
             | ApiError::NotPrimary
-            | ApiError::SnapshotFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::SnapshotFailed(_)
+            | ApiError::L1Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -69,7 +73,8 @@ impl ApiError {
             ApiError::InvalidRequest(m)
             | ApiError::NotFound(m)
             | ApiError::Halted(m)
-            | ApiError::SnapshotFailed(m) => m.clone(),
+            | ApiError::SnapshotFailed(m)
+            | ApiError::L1Unavailable(m) => m.clone(),
             ApiError::Tx(e) => e.to_string(),
             ApiError::Unauthorized => "missing or invalid bearer token".to_owned(),
             ApiError::PayloadTooLarge => "request body is too large".to_owned(),

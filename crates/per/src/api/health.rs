@@ -36,6 +36,8 @@ pub struct Health {
     redis: &'static str,
     snapshots: &'static str,
     settlement: &'static str,
+    settlement_lag_secs: u64,
+    settlement_detail: serde_json::Value,
     proof_generation: &'static str,
     tee_attestation: &'static str,
     reasons: Vec<String>,
@@ -62,8 +64,8 @@ pub async fn health(State(app): State<AppState>) -> Response {
         .snapshots
         .as_ref()
         .map_or(0, |s| s.failures.load(Ordering::Relaxed));
-    // Nothing settles yet, so every accepted transaction is pending.
-    let pending_tx_count = seq;
+    let settlement = crate::settlement::report::report(shared);
+    let pending_tx_count = settlement.pending_tx_count;
     let mut reasons = Vec::new();
     let mut status = "healthy";
     let replication_lag_secs = shared.replication_lag_secs();
@@ -101,13 +103,11 @@ pub async fn health(State(app): State<AppState>) -> Response {
                 shared.snapshot_lag_degraded_secs_max
             ));
         }
-        if pending_tx_count > shared.pending_tx_degraded_max {
+        for reason in &settlement.degraded {
             if status == "healthy" {
                 status = "degraded";
             }
-            reasons.push(format!(
-                "{pending_tx_count} transactions not settled (settlement is disabled)"
-            ));
+            reasons.push(reason.clone());
         }
     }
     let draining = shared.is_draining();
@@ -175,7 +175,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         status,
         last_heartbeat: shared.last_heartbeat_secs.load(Ordering::Relaxed),
         pending_tx_count,
-        last_settlement: 0,
+        last_settlement: settlement.last_settlement,
         snapshot_lag,
         tee_attestation_valid,
         role: shared.role().as_str(),
@@ -197,7 +197,9 @@ pub async fn health(State(app): State<AppState>) -> Response {
         queue_depth,
         redis,
         snapshots: snapshots_mode,
-        settlement: "disabled",
+        settlement: settlement.state,
+        settlement_lag_secs: settlement.lag_secs,
+        settlement_detail: settlement.detail,
         proof_generation: "disabled",
         tee_attestation,
         reasons,
@@ -255,6 +257,9 @@ pub async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap
             .snapshot_write_duration
             .set(status.last_write_micros.load(Ordering::Relaxed) as f64 / 1e6);
     }
+    metrics
+        .settlement
+        .refresh(&crate::settlement::report::report(shared));
     let openmetrics = app.shared.metrics.encode();
     let wants_openmetrics = headers
         .get(header::ACCEPT)

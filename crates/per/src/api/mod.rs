@@ -3,6 +3,7 @@
 //! Request bodies are never logged: the trace layer records method, route, status and latency only.
 
 pub mod admin;
+pub mod batches;
 pub mod error;
 pub mod health;
 pub mod read;
@@ -55,6 +56,9 @@ pub fn router(state: AppState, body_bytes_max: usize) -> Router {
         .route("/admin/resume", post(admin::resume))
         .route("/admin/drain", post(admin::drain))
         .route("/admin/snapshot", post(admin::snapshot))
+        .route("/admin/batches", get(batches::list))
+        .route("/admin/batches/{id}/requeue", post(batches::requeue))
+        .route("/admin/batches/{id}/submit", post(batches::submit))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)

@@ -26,6 +26,10 @@ pub struct PoolInfo {
     last_settlement_slot: u64,
     proof_generation: &'static str,
     settlement: &'static str,
+    /// Extension: transactions in the log (`seq` also counts settlement records).
+    transactions: u64,
+    /// Extension: settlement records in the log (batch seals, submissions, confirmations…).
+    settlement_events: u64,
 }
 
 /// The pool's public summary.
@@ -38,11 +42,21 @@ pub async fn pool_info(State(app): State<AppState>) -> Result<Json<PoolInfo>, Ap
         nullifier_count: state.nullifier_count(),
         pending_nullifiers: state.pending_nullifiers().len(),
         seq: state.seq(),
+        transactions: state.seq() - state.settlement().events,
+        settlement_events: state.settlement().events,
         epoch: app.shared.epoch(),
         role: app.shared.role().as_str(),
-        last_settlement_slot: 0,
+        last_settlement_slot: state
+            .settlement()
+            .last_settled
+            .as_ref()
+            .map_or(0, |s| s.slot),
         proof_generation: "disabled",
-        settlement: "disabled",
+        settlement: app
+            .shared
+            .settlement
+            .get()
+            .map_or("disabled", |s| s.state().as_str()),
     };
     drop(state);
     app.shared.metrics.count_request("/pool/info", "ok");
@@ -101,7 +115,17 @@ pub async fn receipt(
             .receipt(&id)
             .ok_or_else(|| ApiError::NotFound("no receipt with this id".to_owned()))?;
         let mut response = TxResponse::from_receipt(receipt);
-        response.status = Some("committed".to_owned());
+        let book = state.settlement();
+        match book.settled_batch_of(receipt.seq) {
+            Some(batch_id) => {
+                response.status = Some("settled".to_owned());
+                response.batch_id = Some(batch_id);
+            }
+            None => {
+                response.status = Some("committed".to_owned());
+                response.batch_id = book.unsettled_batch_of(receipt.seq);
+            }
+        }
         response.kind = Some(receipt.kind.as_str().to_owned());
         Ok(Json(response))
     })();

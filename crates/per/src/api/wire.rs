@@ -199,6 +199,9 @@ pub struct TxResponse {
     /// `/receipt` only: transaction kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// `/receipt` only: the batch holding the transaction, once sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<u64>,
 }
 
 impl TxResponse {
@@ -220,6 +223,7 @@ impl TxResponse {
             new_root: receipt.new_root.unwrap_or(Field::ZERO),
             status: None,
             kind: None,
+            batch_id: None,
         }
     }
 }

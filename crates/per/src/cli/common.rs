@@ -56,6 +56,15 @@ pub struct NodeArgs {
     pub admin_token_file: Option<PathBuf>,
 }
 
+impl NodeArgs {
+    /// `--url`, else the default listen address of `per serve`.
+    pub fn url_or_default(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_LISTEN))
+    }
+}
+
 /// The resolved data directory: paths, key, limits, output mode.
 pub struct DataDir {
     /// The directory.
@@ -409,40 +418,54 @@ impl Node {
 
     /// `POST <path>` with the admin token; non-2xx answers are errors (401 → exit 2).
     pub fn post_admin(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.admin_call(reqwest::Method::POST, path, None)?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let message = body.get("message").and_then(Value::as_str).unwrap_or("");
+        Err(Exit::problem(format!(
+            "POST {}{path} failed: HTTP {status} {message}",
+            self.base
+        )))
+    }
+
+    /// An admin request with an optional JSON body: `(HTTP status, JSON body)`. Errors only when
+    /// the node cannot be reached, refuses the token (exit 2) or answers without JSON.
+    pub fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
         let token = self.token()?;
         let url = format!("{}{path}", self.base);
         let (status, bytes) = self
             .runtime
             .block_on(async {
-                let response = self
+                let mut request = self
                     .http
-                    .post(&url)
-                    .bearer_auth(token.expose())
-                    .send()
-                    .await?;
+                    .request(method.clone(), &url)
+                    .bearer_auth(token.expose());
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                let response = request.send().await?;
                 let status = response.status();
                 let bytes = response.bytes().await?;
                 Ok::<_, reqwest::Error>((status, bytes))
             })
             .map_err(|e| self.unreachable(&e))?;
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if status.is_success() {
-            return body
-                .ok_or_else(|| Exit::problem(format!("POST {url} answered without a JSON body")));
-        }
-        let message = body
-            .as_ref()
-            .and_then(|b| b.get("message").and_then(Value::as_str))
-            .unwrap_or("")
-            .to_owned();
         if status.as_u16() == 401 {
             return Err(Exit::usage(format!(
-                "POST {url}: the node refused the admin token (HTTP 401)"
+                "{method} {url}: the node refused the admin token (HTTP 401)"
             )));
         }
-        Err(Exit::problem(format!(
-            "POST {url} failed: HTTP {status} {message}"
-        )))
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            Exit::problem(format!(
+                "{method} {url} answered HTTP {status} without a JSON body"
+            ))
+        })?;
+        Ok((status.as_u16(), body))
     }
 }
 
@@ -845,7 +868,7 @@ impl Decoded {
             .rev()
             .find_map(|(record, _)| match record {
                 WalRecord::GroupEnd { seq_last, root, .. } => Some((*seq_last, *root)),
-                WalRecord::Tx { .. } => None,
+                WalRecord::Tx { .. } | WalRecord::Settlement { .. } => None,
             })
     }
 
@@ -1059,6 +1082,7 @@ impl Format {
 pub const COMPATIBILITY: &[(Format, u16, Version)] = &[
     (Format::SnapshotFile, 1, Version(0, 1, 0)),
     (Format::StateImage, 1, Version(0, 1, 0)),
+    (Format::StateImage, 2, Version(0, 2, 0)),
 ];
 
 /// Whether binary `version` reads `format` version `format_version`.
@@ -1112,12 +1136,13 @@ mod tests {
         );
         assert!(
             readable_by(
-                Version(0, 1, 0),
+                Version(0, 2, 0),
                 Format::StateImage,
                 u16::from(per_core::IMAGE_FORMAT_VERSION)
             )
             .is_ok()
         );
+        assert!(readable_by(Version(0, 1, 5), Format::StateImage, 2).is_err());
     }
 
     #[test]

@@ -7,14 +7,17 @@ pub mod drain;
 pub mod failover;
 pub mod find_valid_snapshot;
 pub mod healthcheck;
+pub mod list_queued_batches;
 pub mod loadgen;
 pub mod monitor;
 pub mod note;
 pub mod notify_incident;
 pub mod prepare_recovery;
 pub mod replay_wal;
+pub mod requeue_batch;
 pub mod restore_snapshot;
 pub mod serve;
+pub mod submit_queued_batch;
 pub mod systemd;
 pub mod test_rto;
 pub mod verify_backups;
@@ -70,6 +73,12 @@ enum Verb {
     PrepareRecovery(prepare_recovery::PrepareRecoveryArgs),
     /// Stop taking new writes and wait for in-flight ones (runbook: drain_traffic.sh).
     Drain(drain::DrainArgs),
+    /// Settlement batches waiting for an operator (runbook: list_queued_batches).
+    ListQueuedBatches(list_queued_batches::ListQueuedBatchesArgs),
+    /// Park a batch as queued with a reason (runbook: requeue_batch).
+    RequeueBatch(requeue_batch::RequeueBatchArgs),
+    /// Release a queued batch and wait until it settles on L1 (runbook: submit_queued_batch).
+    SubmitQueuedBatch(submit_queued_batch::SubmitQueuedBatchArgs),
 }
 
 impl Cli {
@@ -94,6 +103,9 @@ impl Cli {
             Verb::Failover(args) => failover::exec(args),
             Verb::PrepareRecovery(args) => prepare_recovery::exec(args),
             Verb::Drain(args) => drain::exec(args),
+            Verb::ListQueuedBatches(args) => list_queued_batches::exec(args),
+            Verb::RequeueBatch(args) => requeue_batch::exec(args),
+            Verb::SubmitQueuedBatch(args) => submit_queued_batch::exec(args),
         }
     }
 }

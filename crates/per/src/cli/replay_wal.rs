@@ -370,7 +370,7 @@ fn repair(
         .rev()
         .find_map(|(i, (record, pos))| match record {
             WalRecord::GroupEnd { seq_last, .. } => Some((i, pos, *seq_last)),
-            WalRecord::Tx { .. } => None,
+            WalRecord::Tx { .. } | WalRecord::Settlement { .. } => None,
         });
     let problem_plain = problem.segment.to_string_lossy().ends_with(".wal");
     let truncate = kept_end

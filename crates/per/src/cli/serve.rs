@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// TEE attestation (PER_ATTESTATION_PROVIDER, PER_ATTESTATION_REQUIRED, …).
     #[command(flatten)]
     pub attestation: crate::attestation::AttestationArgs,
+    /// Batching and settlement to L1 (PER_L1_RPC_URLS, PER_BATCH_TXS_MAX, …).
+    #[command(flatten)]
+    pub settlement: crate::settlement::SettlementArgs,
     /// Redis state cache (`redis://[user:password@]host[:port][/db]`): the node taking writes
     /// publishes {root, seq, epoch, role, status} to `per:<cluster>:state` (key and channel).
     #[arg(long, env = "PER_REDIS_URL", hide_env_values = true)]
@@ -103,6 +106,7 @@ struct ServeConfig {
     log: Option<String>,
     log_format: LogFormat,
     ha: Option<HaConfig>,
+    settlement: crate::settlement::SettlementConfig,
 }
 
 fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -113,6 +117,8 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let default_listen: SocketAddr = DEFAULT_LISTEN
         .parse()
         .map_err(|_| Exit::usage("bad built-in listen address"))?;
+    let settlement = crate::settlement::SettlementConfig::from_args(&args.settlement)
+        .map_err(|e| Exit::usage(e.to_string()))?;
     let config = ServeConfig {
         data_dir: args
             .data_dir
@@ -144,6 +150,7 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             .or_else(|| file.encryption_key_file.clone()),
         ha: None,
         file,
+        settlement,
     };
     if config.snapshot_interval_secs == 0 {
         return Err(Exit::usage("SNAPSHOT_INTERVAL must be > 0"));
@@ -339,7 +346,11 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let sequencer_limits = SequencerLimits {
         queue_max: limits.queue_max,
         group_records_max: limits.group_records_max,
+        batch_txs_max: config.settlement.batch_txs_max,
+        batch_age_max: config.settlement.batch_age_max,
     };
+    let settlement_status = crate::settlement::status::status_for(&config.settlement);
+    let _ = shared.settlement.set(settlement_status.clone());
     let (sequencer, sequencer_thread) = match &ha_config {
         None => sequencer::spawn(shared.clone(), wal, sequencer_limits, Some(planner), None)
             .context("cannot start the sequencer thread")?,

@@ -176,7 +176,7 @@ pub fn exec(args: VerifyBackupsArgs) -> anyhow::Result<ExitCode> {
     let mut first_seq: Option<u64> = None;
     for (record, pos) in &decoded.records {
         match record {
-            WalRecord::Tx { seq, .. } => {
+            WalRecord::Tx { seq, .. } | WalRecord::Settlement { seq, .. } => {
                 first_seq.get_or_insert(*seq);
                 if let Some(next) = expected
                     && *seq != next

@@ -286,6 +286,7 @@ impl Follower {
             ))
         };
         let mut logged = Vec::new();
+        let mut settled = Vec::new();
         let mut root = None;
         for (index, record) in records.iter().enumerate() {
             match record {
@@ -298,6 +299,17 @@ impl Follower {
                         .map_err(|e| diverged(e.to_string()))?;
                     if self.planner.is_some() {
                         logged.push((*seq, effects.clone()));
+                    }
+                }
+                WalRecord::Settlement { seq, event, .. } => {
+                    if root.is_some() {
+                        return Err(diverged("a record after the GroupEnd".to_owned()));
+                    }
+                    state
+                        .apply_settlement(*seq, event)
+                        .map_err(|e| diverged(e.to_string()))?;
+                    if self.planner.is_some() {
+                        settled.push(event.clone());
                     }
                 }
                 WalRecord::GroupEnd {
@@ -324,6 +336,11 @@ impl Follower {
         let Some(root) = root else {
             return Err(diverged("no GroupEnd".to_owned()));
         };
+        if !settled.is_empty() && (settled.len() > 1 || !logged.is_empty()) {
+            return Err(diverged(
+                "a settlement record shares its commit group".to_owned(),
+            ));
+        }
         if self.wal.epoch() != group.epoch {
             self.wal.set_epoch(group.epoch);
         }
@@ -335,12 +352,17 @@ impl Follower {
             .observe(stats.sync_duration.as_secs_f64());
         metrics.wal_bytes.inc_by(stats.bytes);
         metrics.seq.set(state.seq() as i64);
-        metrics.pending_transactions.set(state.seq() as i64);
+        metrics
+            .pending_transactions
+            .set(state.settlement().unsettled_tx_count() as i64);
         if let Some(planner) = self.planner.as_mut() {
             if let Some(sealed) = stats.sealed_segment {
                 planner.segment_sealed(sealed);
             }
-            planner.after_group(&state, logged, root);
+            match settled.pop() {
+                Some(event) => planner.after_settlement(&state, event, root),
+                None => planner.after_group(&state, logged, root),
+            }
         }
         self.seq = state.seq();
         self.shared.follow_epoch(group.epoch);

@@ -63,7 +63,7 @@ pub fn reconcile(
         let data = recovered.frames[index].data.clone();
         let group = current.get_or_insert_with(|| LocalGroup {
             first_seq: match record {
-                WalRecord::Tx { seq, .. } => *seq,
+                WalRecord::Tx { seq, .. } | WalRecord::Settlement { seq, .. } => *seq,
                 WalRecord::GroupEnd { seq_last, .. } => seq_last + 1,
             },
             last_seq: 0,

@@ -276,6 +276,8 @@ pub struct ReplayStats {
     /// Transactions applied.
     pub transactions: u64,
     /// Groups closed.
+    /// Settlement records applied.
+    pub settlement_events: u64,
     pub groups: u64,
 }
 
@@ -319,7 +321,7 @@ pub fn replay(
         if !checked_continuity {
             checked_continuity = true;
             let first = match record {
-                WalRecord::Tx { seq, .. } => *seq,
+                WalRecord::Tx { seq, .. } | WalRecord::Settlement { seq, .. } => *seq,
                 WalRecord::GroupEnd { .. } => record.seq() + 1,
             };
             if first != snapshot_seq + 1 {
@@ -338,6 +340,10 @@ pub fn replay(
             WalRecord::Tx { seq, effects, .. } => {
                 state.apply_effects(*seq, effects).map_err(at)?;
                 stats.transactions += 1;
+            }
+            WalRecord::Settlement { seq, event, .. } => {
+                state.apply_settlement(*seq, event).map_err(at)?;
+                stats.settlement_events += 1;
             }
             WalRecord::GroupEnd { seq_last, root, .. } => {
                 if *seq_last != state.seq() {

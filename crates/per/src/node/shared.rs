@@ -84,6 +84,8 @@ pub struct Shared {
     pub in_flight_writes: AtomicU64,
     /// Redis state-cache status.
     pub redis: RedisStatus,
+    /// Settler status (set once at start-up; unset: reported as disabled).
+    pub settlement: std::sync::OnceLock<Arc<crate::settlement::SettlementStatus>>,
 }
 
 /// Seconds since the Unix epoch (the wall clock; only for reporting and record timestamps).
@@ -143,6 +145,7 @@ impl Shared {
             snapshots: config.snapshots,
             in_flight_writes: AtomicU64::new(0),
             redis: RedisStatus::default(),
+            settlement: std::sync::OnceLock::new(),
         }
     }
 

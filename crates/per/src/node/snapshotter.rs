@@ -8,7 +8,7 @@
 //! A failed or skipped snapshot breaks the delta chain; the next one is then full.
 
 use crate::node::unix_millis;
-use per_core::{Field, State, StateDelta, TxEffects};
+use per_core::{Field, SettlementEvent, State, StateDelta, TxEffects};
 use per_store::EncryptionKey;
 use per_store::snapshot::{self, SnapshotFile, SnapshotKind};
 use std::path::PathBuf;
@@ -97,6 +97,7 @@ pub struct SnapshotPlanner {
     jobs: mpsc::SyncSender<Job>,
     status: Arc<SnapshotStatus>,
     pending: Vec<(u64, TxEffects)>,
+    pending_settlement: Vec<(u64, SettlementEvent)>,
     group_ends: Vec<(u64, Field)>,
     base_seq: u64,
     deltas_in_chain: u32,
@@ -141,6 +142,7 @@ pub fn spawn(
         jobs,
         status: status.clone(),
         pending: Vec::new(),
+        pending_settlement: Vec::new(),
         group_ends: Vec::new(),
         base_seq: state_seq,
         deltas_in_chain: 0,
@@ -160,6 +162,12 @@ impl SnapshotPlanner {
         if self.pending.len() as u64 >= self.policy.every_txs {
             self.take(state, false, None);
         }
+    }
+
+    /// Records a durable settlement record (its own commit group) for the next delta.
+    pub fn after_settlement(&mut self, state: &State, event: SettlementEvent, root: Field) {
+        self.pending_settlement.push((state.seq(), event));
+        self.group_ends.push((state.seq(), root));
     }
 
     /// Time trigger, called about once a second.
@@ -182,7 +190,7 @@ impl SnapshotPlanner {
         // A delta needs something in it: a request with nothing new gets a full snapshot.
         let want_full = full
             || need_full
-            || self.pending.is_empty()
+            || (self.pending.is_empty() && self.pending_settlement.is_empty())
             || self.deltas_in_chain >= self.policy.delta_chain_max;
         let body = if want_full {
             let started = Instant::now();
@@ -203,9 +211,11 @@ impl SnapshotPlanner {
                 records: std::mem::take(&mut self.pending),
                 group_ends: std::mem::take(&mut self.group_ends),
                 merkle_root: state.root(),
+                settlement: std::mem::take(&mut self.pending_settlement),
             })
         };
         self.pending.clear();
+        self.pending_settlement.clear();
         self.group_ends.clear();
         self.base_seq = state.seq();
         self.last_taken = Instant::now();

@@ -54,7 +54,19 @@ const SCRUBBED_ENV: &[&str] = &[
     "PER_DATABASE_URL",
     "PER_REDIS_URL",
     "PER_L1_RPC_URLS",
+    "PER_L1_KEYPAIR_FILE",
+    "PER_SETTLEMENT_MODE",
+    "PER_BATCH_TXS_MAX",
+    "PER_BATCH_AGE_SECS_MAX",
+    "PER_L1_RETRY_TRIES",
+    "PER_L1_RETRY_INITIAL_MS",
 ];
+
+/// `PER_BATCH_TXS_MAX` so high that no batch is sealed by count during a test: for tests that
+/// equate `seq` with the number of transactions (a seal record takes a seq too).
+pub fn no_batch_seals() -> (String, String) {
+    ("PER_BATCH_TXS_MAX".to_owned(), "100000".to_owned())
+}
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {

@@ -562,6 +562,7 @@ mod tests {
             new_root: Field::ZERO,
             status: None,
             kind: None,
+            batch_id: None,
         };
         log.write("deposit", &response, &[2], &[note.commitment()]);
         let text = std::fs::read_to_string(&path).expect("read");

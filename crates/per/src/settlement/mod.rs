@@ -1,0 +1,18 @@
+//! Settlement to Solana L1 (DESIGN.md §7): the node's side.
+//!
+//! - Batches are sealed by the sequencer (a commit group never crosses a batch boundary, so each
+//!   batch ends on a logged root); every status change is a WAL record ([`per_core::settlement`]).
+//! - [`settler`] walks the unsettled batches in order and settles the oldest through `per-l1`,
+//!   logging the signature of every transaction before it is sent, so a crash or failover never
+//!   settles a batch twice. Exhausted retries queue the batch and degrade `/health`.
+//! - [`SettlementArgs`] is the configuration; without `PER_L1_RPC_URLS` settlement is disabled:
+//!   batches are sealed and held, and `/health` says so.
+
+pub mod config;
+// pub mod settler; (wired once per-l1 lands)
+pub mod metrics;
+pub mod report;
+pub mod status;
+
+pub use config::{SettlementArgs, SettlementConfig, SettlementMode};
+pub use status::{SettlementState, SettlementStatus};
