@@ -35,6 +35,7 @@ route() { # expected receiver, then labels
 }
 route p1-pagerduty severity=P1
 route p1-pagerduty severity=P1 alertname=PerDown instance=n1:8080
+route p1-pagerduty severity=P1 alertname=PerTeeAttestationInvalid instance=n1:8080 provider=tdx
 route p2-slack-email severity=P2
 route p2-slack-email severity=P2 alertname=PerSnapshotLagHigh instance=n1:8080
 route p3-slack severity=P3

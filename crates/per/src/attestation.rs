@@ -9,20 +9,41 @@
 //!   digits). The quote's signature chain (Intel DCAP) is **not** verified here: that is the job
 //!   of a relying party with collateral (PCCS); the node checks its own measurement.
 //!
+//! Attestation runs at start-up, before the node serves, and then again every
+//! `PER_ATTESTATION_INTERVAL_SECS` (default 300; 0: only at start-up) on a background task
+//! ([`spawn_monitor`]), each time with a fresh nonce: a TEE that stops attesting (the measurement
+//! changes, configfs-tsm disappears, a check hangs beyond [`CHECK_DURATION_MAX`]) is noticed
+//! within one interval. Provider `none` has nothing
+//! to re-check and is checked only at start-up. The newest outcome ([`AttestationStatus`], with the
+//! time of the check and the count of consecutive failures) replaces the previous one in
+//! [`AttestationHolder`].
+//!
 //! With `PER_ATTESTATION_REQUIRED=true` an attestation that is not valid (provider `none`
 //! included) halts writes (503 `Halted`, `/readyz` 503) and makes `/health` critical; without it, an
-//! invalid `tdx` attestation only degrades `/health`. Attestation runs once at start-up, before
-//! the node serves.
+//! invalid `tdx` attestation only degrades `/health`. **Writes resume by themselves** as soon as a
+//! later check is valid again: this halt is the attestation's own, separate from an operator's
+//! `/admin/halt`, which an attestation never lifts (and `/admin/resume` never lifts this one).
+//!
+//! Metrics: `per_tee_attestation_valid{provider}` (1/0), `per_tee_attestation_last_check_timestamp_seconds`,
+//! `per_tee_attestation_failures_total` (checks of a real provider that were not valid).
 
 use clap::{ArgAction, Args, ValueEnum};
 use rand::RngCore;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// The default configfs-tsm report directory.
 pub const TSM_REPORT_DIR: &str = "/sys/kernel/config/tsm/report";
+/// Default seconds between two attestations (`PER_ATTESTATION_INTERVAL_SECS`).
+pub const INTERVAL_SECS_DEFAULT: u64 = 300;
+/// Longest interval accepted (a day): a check older than that proves little.
+pub const INTERVAL_SECS_MAX: u64 = 86_400;
 /// How long to wait for `outblob` (the kernel answers at once; a slow fake may not).
 const OUTBLOB_WAIT: Duration = Duration::from_secs(10);
+/// Longest a re-attestation may take before it counts as not valid (the `outblob` wait and some).
+pub const CHECK_DURATION_MAX: Duration = Duration::from_secs(15);
 /// Quote header length (v4 and v5).
 const QUOTE_HEADER_LEN: usize = 48;
 /// Offsets in a TDX 1.0 TD report body (quote v4).
@@ -69,6 +90,10 @@ pub struct AttestationArgs {
     /// configfs-tsm report directory.
     #[arg(long, env = "PER_TSM_REPORT_DIR", default_value = TSM_REPORT_DIR)]
     pub tsm_report_dir: PathBuf,
+    /// Seconds between re-attestations; 0: only at start-up [default: 300, max: 86400].
+    #[arg(long, env = "PER_ATTESTATION_INTERVAL_SECS", default_value_t = INTERVAL_SECS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=INTERVAL_SECS_MAX))]
+    pub attestation_interval_secs: u64,
 }
 
 /// The outcome of attestation, for `/health` and the write path.
@@ -82,6 +107,10 @@ pub struct AttestationStatus {
     pub required: bool,
     /// What was found (the measurement, or why it is not valid).
     pub detail: String,
+    /// Unix seconds of the check.
+    pub last_checked_secs: u64,
+    /// Checks in a row, this one included, that were not valid (0 when valid).
+    pub consecutive_failures: u64,
 }
 
 impl AttestationStatus {
@@ -89,9 +118,142 @@ impl AttestationStatus {
     pub fn blocks_writes(&self) -> bool {
         self.required && !self.valid
     }
+
+    /// This check after `previous`: counts the consecutive failures.
+    pub fn after(mut self, previous: Option<&AttestationStatus>) -> AttestationStatus {
+        self.consecutive_failures = if self.valid {
+            0
+        } else {
+            previous.map_or(0, |p| p.consecutive_failures) + 1
+        };
+        self
+    }
 }
 
-/// Runs the configured provider once.
+/// The current attestation outcome, replaced by every check. Whether it blocks writes is also
+/// kept in an atomic, so the write path never takes the lock.
+#[derive(Debug, Default)]
+pub struct AttestationHolder {
+    blocks_writes: AtomicBool,
+    current: RwLock<Option<AttestationStatus>>,
+}
+
+impl AttestationHolder {
+    /// The newest outcome (`None` before the first check).
+    pub fn get(&self) -> Option<AttestationStatus> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the newest outcome halts writes (required and not valid).
+    pub fn blocks_writes(&self) -> bool {
+        self.blocks_writes.load(Ordering::Acquire)
+    }
+
+    /// Replaces the outcome with `status` (its failure count continued from the previous one);
+    /// returns the previous outcome and the stored one.
+    pub fn replace(
+        &self,
+        status: AttestationStatus,
+    ) -> (Option<AttestationStatus>, AttestationStatus) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let status = status.after(current.as_ref());
+        self.blocks_writes
+            .store(status.blocks_writes(), Ordering::Release);
+        let previous = current.replace(status.clone());
+        (previous, status)
+    }
+}
+
+/// Logs one check: error when it halts writes, warn when it is not valid, info when it is valid
+/// for the first time or again (debug for a valid check after a valid one).
+pub fn log_check(previous: Option<&AttestationStatus>, status: &AttestationStatus) {
+    let provider = status.provider.as_str();
+    let detail = status.detail.as_str();
+    let failures = status.consecutive_failures;
+    let was_valid = previous.map(|p| p.valid);
+    if status.blocks_writes() {
+        tracing::error!(
+            provider,
+            detail,
+            consecutive_failures = failures,
+            "TEE attestation not valid and required: writes halted"
+        );
+    } else if !status.valid {
+        tracing::warn!(
+            provider,
+            detail,
+            consecutive_failures = failures,
+            "TEE attestation not valid (not required)"
+        );
+    } else if was_valid == Some(false) && status.required {
+        tracing::info!(
+            provider,
+            detail,
+            "TEE attestation valid again: writes resume"
+        );
+    } else if was_valid != Some(true) {
+        tracing::info!(provider, detail, "TEE attestation valid");
+    } else {
+        tracing::debug!(provider, detail, "TEE attestation still valid");
+    }
+}
+
+/// Re-attests every `PER_ATTESTATION_INTERVAL_SECS` on a background task (the file I/O on the
+/// blocking pool) and records each outcome in `shared`. `None` when there is nothing to repeat:
+/// an interval of 0 or provider `none`. Abort the task to stop it.
+///
+/// A check that does not finish within [`CHECK_DURATION_MAX`] (a configfs read that hangs in the
+/// kernel) counts as not valid; no second check is started while it hangs (one blocking thread at
+/// most), and its result is recorded if it ever finishes.
+pub fn spawn_monitor(
+    shared: Arc<crate::node::Shared>,
+    args: AttestationArgs,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if args.attestation_interval_secs == 0 || args.attestation_provider == Provider::None {
+        return None;
+    }
+    let interval = Duration::from_secs(args.attestation_interval_secs);
+    let args = Arc::new(args);
+    Some(tokio::spawn(async move {
+        // The start-up check was the first one: the next is one interval later.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hung: Option<tokio::task::JoinHandle<AttestationStatus>> = None;
+        loop {
+            tick.tick().await;
+            let mut check = hung.take().unwrap_or_else(|| {
+                let check_args = args.clone();
+                tokio::task::spawn_blocking(move || attest(&check_args))
+            });
+            let failed = |detail: String| AttestationStatus {
+                provider: args.attestation_provider,
+                valid: false,
+                required: args.attestation_required,
+                detail,
+                last_checked_secs: crate::node::unix_secs(),
+                consecutive_failures: 0,
+            };
+            let status = match tokio::time::timeout(CHECK_DURATION_MAX, &mut check).await {
+                Ok(Ok(status)) => status,
+                Ok(Err(e)) => failed(format!("the attestation check failed to run: {e}")),
+                Err(_) => {
+                    hung = Some(check);
+                    failed(format!(
+                        "TEE unavailable: the attestation check has not finished after {} s (configfs-tsm hangs)",
+                        CHECK_DURATION_MAX.as_secs()
+                    ))
+                }
+            };
+            shared.record_attestation(status);
+        }
+    }))
+}
+
+/// Runs the configured provider once (`consecutive_failures` is 0 or 1: see
+/// [`AttestationStatus::after`]).
 pub fn attest(args: &AttestationArgs) -> AttestationStatus {
     let (valid, detail) = match args.attestation_provider {
         Provider::None => (
@@ -111,7 +273,10 @@ pub fn attest(args: &AttestationArgs) -> AttestationStatus {
         valid,
         required: args.attestation_required,
         detail,
+        last_checked_secs: crate::node::unix_secs(),
+        consecutive_failures: 0,
     }
+    .after(None)
 }
 
 /// Parses a 48-byte measurement given in hex (optional `0x`, any case).
@@ -271,6 +436,7 @@ mod tests {
             attestation_required: false,
             attestation_expected_measurement: None,
             tsm_report_dir: PathBuf::from("/nonexistent"),
+            attestation_interval_secs: 0,
         };
         let status = attest(&args);
         assert!(!status.valid && !status.blocks_writes());
@@ -281,5 +447,40 @@ mod tests {
         let status = attest(&args);
         assert!(!status.valid, "{status:?}");
         assert!(status.detail.contains("TEE unavailable"), "{status:?}");
+    }
+
+    fn status(valid: bool, required: bool) -> AttestationStatus {
+        AttestationStatus {
+            provider: Provider::Tdx,
+            valid,
+            required,
+            detail: String::new(),
+            last_checked_secs: 1,
+            consecutive_failures: 0,
+        }
+        .after(None)
+    }
+
+    #[test]
+    fn the_holder_replaces_the_outcome_and_counts_consecutive_failures() {
+        let holder = AttestationHolder::default();
+        assert!(holder.get().is_none() && !holder.blocks_writes());
+        let (previous, now) = holder.replace(status(true, true));
+        assert!(previous.is_none() && now.consecutive_failures == 0);
+        assert!(!holder.blocks_writes());
+        holder.replace(status(false, true));
+        let (previous, now) = holder.replace(status(false, true));
+        assert_eq!(previous.map(|p| p.consecutive_failures), Some(1));
+        assert_eq!(now.consecutive_failures, 2);
+        assert!(
+            holder.blocks_writes(),
+            "required and not valid: writes halt"
+        );
+        let (_, now) = holder.replace(status(true, true));
+        assert_eq!(now.consecutive_failures, 0);
+        assert!(!holder.blocks_writes(), "valid again: writes resume");
+        holder.replace(status(false, false));
+        assert!(!holder.blocks_writes(), "not required: never halts");
+        assert_eq!(holder.get().map(|s| s.consecutive_failures), Some(1));
     }
 }

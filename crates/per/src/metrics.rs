@@ -34,6 +34,13 @@ pub struct BuildLabels {
     pub role: String,
 }
 
+/// Labels of `per_tee_attestation_valid`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// Attestation provider: none | tdx.
+    pub provider: String,
+}
+
 /// Every metric the node exports, registered once.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -72,6 +79,12 @@ pub struct Metrics {
     pub snapshot_write_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Fencing epoch of this node.
     pub epoch: Gauge,
+    /// 1 while the newest TEE attestation is valid, by provider.
+    pub tee_attestation_valid: Family<ProviderLabels, Gauge>,
+    /// Unix seconds of the newest TEE attestation check.
+    pub tee_attestation_last_check: Gauge,
+    /// TEE attestation checks of a real provider that were not valid.
+    pub tee_attestation_failures: Counter,
 }
 
 impl Metrics {
@@ -171,6 +184,25 @@ impl Metrics {
         );
         let epoch = Gauge::default();
         registry.register("epoch", "Fencing epoch of this node", epoch.clone());
+        let tee_attestation_valid = Family::<ProviderLabels, Gauge>::default();
+        registry.register(
+            "tee_attestation_valid",
+            "1 while the newest TEE attestation is valid (provider none: never)",
+            tee_attestation_valid.clone(),
+        );
+        let tee_attestation_last_check = Gauge::default();
+        registry.register_with_unit(
+            "tee_attestation_last_check_timestamp",
+            "Unix time of the newest TEE attestation check",
+            prometheus_client::registry::Unit::Seconds,
+            tee_attestation_last_check.clone(),
+        );
+        let tee_attestation_failures = Counter::default();
+        registry.register(
+            "tee_attestation_failures",
+            "TEE attestation checks of a real provider that were not valid",
+            tee_attestation_failures.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -199,6 +231,30 @@ impl Metrics {
             snapshot_failures,
             snapshot_write_duration,
             epoch,
+            tee_attestation_valid,
+            tee_attestation_last_check,
+            tee_attestation_failures,
+        }
+    }
+
+    /// Records one TEE attestation check; a failure is counted only for a real provider
+    /// (`count_failure`), `none` is never valid and never checked again.
+    pub fn record_attestation(
+        &self,
+        provider: &str,
+        valid: bool,
+        checked_secs: u64,
+        count_failure: bool,
+    ) {
+        self.tee_attestation_valid
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
+            })
+            .set(i64::from(valid));
+        self.tee_attestation_last_check
+            .set(i64::try_from(checked_secs).unwrap_or(i64::MAX));
+        if !valid && count_failure {
+            self.tee_attestation_failures.inc();
         }
     }
 
@@ -285,5 +341,47 @@ mod tests {
         assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
         // Histograms and gauges are unchanged.
         assert!(text.contains("# TYPE per_commit_group_size histogram"));
+    }
+
+    #[test]
+    fn attestation_metrics_follow_each_check() {
+        let metrics = Metrics::new("single");
+        metrics.record_attestation("tdx", true, 100, true);
+        let text = openmetrics_to_prometheus_text(&metrics.encode());
+        assert!(
+            text.contains("per_tee_attestation_valid{provider=\"tdx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("per_tee_attestation_last_check_timestamp_seconds 100"),
+            "{text}"
+        );
+        assert!(
+            text.contains("per_tee_attestation_failures_total 0"),
+            "{text}"
+        );
+        metrics.record_attestation("tdx", false, 160, true);
+        metrics.record_attestation("tdx", false, 220, true);
+        let text = openmetrics_to_prometheus_text(&metrics.encode());
+        assert!(
+            text.contains("per_tee_attestation_valid{provider=\"tdx\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("per_tee_attestation_failures_total 2"),
+            "{text}"
+        );
+        // Provider `none` is 0 and never counted as a failure.
+        let metrics = Metrics::new("single");
+        metrics.record_attestation("none", false, 100, false);
+        let text = openmetrics_to_prometheus_text(&metrics.encode());
+        assert!(
+            text.contains("per_tee_attestation_valid{provider=\"none\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("per_tee_attestation_failures_total 0"),
+            "{text}"
+        );
     }
 }

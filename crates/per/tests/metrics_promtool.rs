@@ -39,6 +39,9 @@ fn live_metrics_pass_promtool_and_cover_the_dashboard() {
         "per_epoch",
         "per_halted",
         "per_build_info{",
+        "per_tee_attestation_valid{provider=\"none\"} 0",
+        "per_tee_attestation_last_check_timestamp_seconds",
+        "per_tee_attestation_failures_total",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }

@@ -40,6 +40,7 @@ pub struct Health {
     settlement_detail: serde_json::Value,
     proof_generation: &'static str,
     tee_attestation: &'static str,
+    tee_attestation_checked_at: Option<u64>,
     reasons: Vec<String>,
 }
 
@@ -146,30 +147,33 @@ pub async fn health(State(app): State<AppState>) -> Response {
     }
     // TEE attestation (DESIGN §9): required and not valid → critical (writes halted); a real
     // provider that failed without being required → degraded; provider `none` → not attested.
-    let (tee_attestation_valid, tee_attestation) = match shared.attestation.get() {
-        None => (false, "none"),
-        Some(attestation) => {
-            if attestation.blocks_writes() {
-                status = "critical";
-                reasons.push(format!(
-                    "writes halted: TEE attestation ({}) not valid and required: {}",
-                    attestation.provider.as_str(),
-                    attestation.detail
-                ));
-            } else if !attestation.valid
-                && attestation.provider != crate::attestation::Provider::None
-            {
-                if status == "healthy" {
-                    status = "degraded";
-                }
-                reasons.push(format!(
-                    "TEE attestation ({}) not valid: {}",
-                    attestation.provider.as_str(),
-                    attestation.detail
-                ));
+    let attestation = shared.attestation.get();
+    if let Some(attestation) = &attestation {
+        let failures = match attestation.consecutive_failures {
+            0 | 1 => String::new(),
+            n => format!(" ({n} checks in a row)"),
+        };
+        if attestation.blocks_writes() {
+            status = "critical";
+            reasons.push(format!(
+                "writes halted: TEE attestation ({}) not valid and required{failures}: {}; writes resume when a check is valid again",
+                attestation.provider.as_str(),
+                attestation.detail
+            ));
+        } else if !attestation.valid && attestation.provider != crate::attestation::Provider::None {
+            if status == "healthy" {
+                status = "degraded";
             }
-            (attestation.valid, attestation.provider.as_str())
+            reasons.push(format!(
+                "TEE attestation ({}) not valid{failures}: {}",
+                attestation.provider.as_str(),
+                attestation.detail
+            ));
         }
+    }
+    let (tee_attestation_valid, tee_attestation, tee_attestation_checked_at) = match &attestation {
+        None => (false, "none", None),
+        Some(a) => (a.valid, a.provider.as_str(), Some(a.last_checked_secs)),
     };
     let body = Health {
         status,
@@ -202,6 +206,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         settlement_detail: settlement.detail,
         proof_generation: "disabled",
         tee_attestation,
+        tee_attestation_checked_at,
         reasons,
     };
     let code = if status == "critical" {

@@ -333,16 +333,9 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             snapshots: Some(snapshot_status),
         },
     ));
-    // TEE attestation, once, before serving: a required attestation that is not valid halts writes.
-    let attestation = crate::attestation::attest(&args.attestation);
-    if attestation.blocks_writes() {
-        tracing::error!(provider = attestation.provider.as_str(), detail = %attestation.detail, "TEE attestation not valid and required: writes halted");
-    } else if attestation.valid {
-        tracing::info!(provider = attestation.provider.as_str(), detail = %attestation.detail, "TEE attestation valid");
-    } else {
-        tracing::warn!(provider = attestation.provider.as_str(), detail = %attestation.detail, "TEE attestation not valid (not required)");
-    }
-    let _ = shared.attestation.set(attestation);
+    // TEE attestation before serving (a required attestation that is not valid halts writes),
+    // then again every PER_ATTESTATION_INTERVAL_SECS on a background task (see `spawn_monitor`).
+    shared.record_attestation(crate::attestation::attest(&args.attestation));
     let sequencer_limits = SequencerLimits {
         queue_max: limits.queue_max,
         group_records_max: limits.group_records_max,
@@ -403,6 +396,8 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tracing::info!(redis = %target.address(), key = %ha::redis::state_key(&config.cluster), "redis state cache enabled");
             ha::redis::spawn_publisher(shared.clone(), target, config.cluster.clone(), node_id)
         });
+        let attestation_task =
+            crate::attestation::spawn_monitor(shared.clone(), args.attestation.clone());
         let heartbeat = {
             let sequencer = sequencer.clone();
             let watchdog = crate::cli::systemd::Watchdog::from_env(shared.clone());
@@ -453,6 +448,9 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         heartbeat.abort();
+        if let Some(task) = attestation_task {
+            task.abort();
+        }
         if let Some(task) = redis_task {
             task.abort();
         }

@@ -77,8 +77,9 @@ pub struct Shared {
     pub snapshots: Option<Arc<SnapshotStatus>>,
     /// Snapshot-lag threshold for `/health`.
     pub snapshot_lag_degraded_secs_max: u64,
-    /// TEE attestation outcome (set once at start-up; unset: provider `none`, not required).
-    pub attestation: std::sync::OnceLock<crate::attestation::AttestationStatus>,
+    /// TEE attestation outcome: checked at start-up, then replaced by every re-attestation
+    /// (unset before the first check).
+    pub attestation: crate::attestation::AttestationHolder,
     /// Write requests (`/deposit`, `/transfer`, `/withdraw`) being handled now: queued in, or
     /// being committed by, the sequencer. A drain is complete when this is 0.
     pub in_flight_writes: AtomicU64,
@@ -141,7 +142,7 @@ impl Shared {
             fatal: Notify::new(),
             pending_tx_degraded_max: config.pending_tx_degraded_max,
             snapshot_lag_degraded_secs_max: config.snapshot_lag_degraded_secs_max,
-            attestation: std::sync::OnceLock::new(),
+            attestation: crate::attestation::AttestationHolder::default(),
             snapshots: config.snapshots,
             in_flight_writes: AtomicU64::new(0),
             redis: RedisStatus::default(),
@@ -182,9 +183,20 @@ impl Shared {
 
     /// Whether a required TEE attestation is not valid (writes halted).
     pub fn attestation_blocks_writes(&self) -> bool {
-        self.attestation
-            .get()
-            .is_some_and(crate::attestation::AttestationStatus::blocks_writes)
+        self.attestation.blocks_writes()
+    }
+
+    /// Records the outcome of an attestation check: replaces the current one (writes halt or
+    /// resume with it when it is required), updates the metrics and logs it.
+    pub fn record_attestation(&self, status: crate::attestation::AttestationStatus) {
+        let (previous, status) = self.attestation.replace(status);
+        self.metrics.record_attestation(
+            status.provider.as_str(),
+            status.valid,
+            status.last_checked_secs,
+            status.provider != crate::attestation::Provider::None,
+        );
+        crate::attestation::log_check(previous.as_ref(), &status);
     }
 
     /// Marks the writer failed and asks the process to exit.
