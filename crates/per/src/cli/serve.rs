@@ -255,6 +255,13 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let limits = &config.file.limits;
     let epoch = 1;
+    if let Some(keypair_file) = config.settlement.keypair_file.as_deref()
+        && config.settlement.enabled()
+    {
+        // A bad authority key is a configuration error: refuse before recovering anything.
+        per_l1::load_keypair(keypair_file)
+            .map_err(|e| Exit::usage(format!("PER_L1_KEYPAIR_FILE: {e}")))?;
+    }
     let key = crate::node::load_key(config.encryption_key_file.as_deref())?;
     match &key {
         Some(key) => tracing::info!(key_id = %key.key_id_hex(), "encryption at rest enabled"),
@@ -410,6 +417,13 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             })
         };
+        let settler_task = crate::settlement::settler::spawn(
+            &config.settlement,
+            shared.clone(),
+            sequencer.clone(),
+            settlement_status.clone(),
+        )
+        .map_err(|e| Exit::usage(e.to_string()))?;
         let app = api::router(
             AppState {
                 shared: shared.clone(),
@@ -452,6 +466,9 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             task.abort();
         }
         if let Some(task) = redis_task {
+            task.abort();
+        }
+        if let Some(task) = settler_task {
             task.abort();
         }
         drained

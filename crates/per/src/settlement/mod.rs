@@ -9,9 +9,9 @@
 //!   batches are sealed and held, and `/health` says so.
 
 pub mod config;
-// pub mod settler; (wired once per-l1 lands)
 pub mod metrics;
 pub mod report;
+pub mod settler;
 pub mod status;
 
 pub use config::{SettlementArgs, SettlementConfig, SettlementMode};

@@ -15,8 +15,7 @@ use crate::sequencer::{SequencerHandle, SettleLogError};
 use crate::settlement::{SettlementConfig, SettlementMode, SettlementState, SettlementStatus};
 use per_core::{Batch, BatchStatus, SettlementEvent, Submission};
 use per_l1::{
-    BatchAnchor, Keypair, PriorSubmission, RetryPolicy, RpcClient, SettleOutcome,
-    SettlementJournal,
+    BatchAnchor, Keypair, PriorSubmission, RetryPolicy, RpcClient, SettleOutcome, SettlementJournal,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +64,10 @@ impl SettlementJournal for WalJournal {
             .await
             .map_err(|e| e.to_string())?;
         if let Some(delay) = self.abort_after_submit {
-            tracing::warn!(batch_id, "failpoint {FAILPOINT_ABORT_AFTER_SUBMIT_MS}: aborting soon");
+            tracing::warn!(
+                batch_id,
+                "failpoint {FAILPOINT_ABORT_AFTER_SUBMIT_MS}: aborting soon"
+            );
             std::thread::spawn(move || {
                 std::thread::sleep(delay);
                 std::process::abort();
@@ -98,7 +100,7 @@ pub fn spawn(
         .as_ref()
         .ok_or_else(|| SettlerError::Keypair("not set".to_owned()))?;
     let keypair =
-        per_l1::read_keypair_file(keypair_file).map_err(|e| SettlerError::Keypair(e.to_string()))?;
+        per_l1::load_keypair(keypair_file).map_err(|e| SettlerError::Keypair(e.to_string()))?;
     let rpc = RpcClient::new(config.rpc_urls.clone(), Duration::from_secs(10))
         .map_err(|e| SettlerError::Rpc(e.to_string()))?;
     let policy = RetryPolicy {
@@ -155,7 +157,12 @@ impl Settler {
                 () = self.status.wake.notified() => {}
                 () = tokio::time::sleep(POLL) => {}
             }
-            if self.shared.flags.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
+            if self
+                .shared
+                .flags
+                .shutting_down
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
                 return;
             }
             if !self.may_write() {
@@ -239,7 +246,9 @@ impl Settler {
         let metrics = &self.shared.metrics.settlement;
         let event = match outcome {
             Ok(SettleOutcome::Confirmed {
-                signature, slot, attempts,
+                signature,
+                slot,
+                attempts,
             }) => {
                 self.status.l1_ok();
                 metrics.count("confirmed");

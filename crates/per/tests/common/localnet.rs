@@ -17,8 +17,7 @@ pub fn localnet_bin() -> PathBuf {
     if let Ok(path) = std::env::var("PER_LOCALNET_BIN") {
         return PathBuf::from(path);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tools/localnet/target/debug/per-localnet")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/localnet/target/debug/per-localnet")
 }
 
 /// A running localnet; killed on drop.
@@ -243,13 +242,15 @@ fn forward(client: TcpStream, server: TcpStream, up: Arc<AtomicBool>) {
     }
 }
 
-/// A fresh authority keypair file (Solana CLI JSON) and its base58 pubkey, made with the `per`
-/// binary's dependencies-free path: 32 random secret bytes expanded by ed25519 in `solana-keypair`
-/// is the library's job, so the test asks `per-localnet`'s sibling format: we write the keypair
-/// with `per_l1` (dev-dependency).
+/// A fresh authority keypair file (Solana CLI JSON: the 64 keypair bytes) and its base58 pubkey.
 pub fn authority(dir: &std::path::Path) -> (PathBuf, String) {
-    let (bytes, pubkey) = per_l1::testing::new_keypair_bytes();
+    use per_l1::Signer;
+    let keypair = per_l1::Keypair::new();
     let path = dir.join("authority.json");
-    std::fs::write(&path, serde_json::to_vec(&bytes.to_vec()).expect("json")).expect("write keypair");
-    (path, pubkey)
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&keypair.to_bytes().to_vec()).expect("json"),
+    )
+    .expect("write keypair");
+    (path, keypair.pubkey().to_string())
 }

@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod driver;
+pub mod localnet;
 pub mod snap;
 
 use per::api::wire::{DepositBody, TransferBody, WithdrawBody};
