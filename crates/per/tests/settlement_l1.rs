@@ -230,4 +230,204 @@ fn memo_batches_land_fail_over_queue_and_resubmit() {
         "{}",
         verified.stdout
     );
+
+    // Against another chain (one that never saw these settlements) it is a mismatch: exit 1.
+    let other = Localnet::start(&[]);
+    let other_url = other.url.clone();
+    let mismatch = per_in(
+        &cwd,
+        &[
+            "verify-state",
+            "--data-dir",
+            &data_dir,
+            "--against-l1",
+            "--json",
+        ],
+        &[("PER_L1_RPC_URLS", other_url.as_str())],
+    )
+    .expect_code(1, "verify-state --against-l1 on another chain");
+    assert!(
+        mismatch.json["problems"]
+            .to_string()
+            .contains("is not on L1"),
+        "{}",
+        mismatch.stdout
+    );
+}
+
+/// The node dies right after logging a signed settlement transaction (and, most likely, after
+/// sending it) but before its confirmation is logged. After the restart the batch settles — and
+/// exactly one settlement transaction for it exists on L1.
+#[test]
+fn a_restart_between_submission_and_confirmation_never_settles_twice() {
+    let mut node = Node::new();
+    let (keypair, pubkey) = authority(node.tmp());
+    let localnet = Localnet::start(&[(&pubkey, LAMPORTS)]);
+    let mut env = settlement_env(&[localnet.url.clone()], &keypair, 3);
+    env.push((
+        "PER_FAILPOINT_ABORT_AFTER_SUBMIT_MS".to_owned(),
+        "150".to_owned(),
+    ));
+    node.options.env = env;
+    node.start();
+    let mut wallet = Wallet::seeded(8);
+    deposits(&node, &mut wallet, 3);
+    let status = node
+        .wait_exit(Duration::from_secs(30))
+        .expect("the failpoint aborts the node after the first submission");
+    assert!(!status.success(), "{status:?}");
+    assert!(node.log().contains("failpoint"), "{}", node.log());
+
+    // Restart without the failpoint: the recorded signature is checked on L1 first.
+    node.options
+        .env
+        .retain(|(name, _)| name != "PER_FAILPOINT_ABORT_AFTER_SUBMIT_MS");
+    node.start();
+    wait_health(
+        &node,
+        "batch 1 settled after the restart",
+        Duration::from_secs(120),
+        |b| last_settled(b) >= 1,
+    );
+    // One more batch, to be sure the settler carries on normally.
+    deposits(&node, &mut wallet, 3);
+    wait_health(&node, "batch 2 settled", Duration::from_secs(60), |b| {
+        last_settled(b) >= 2
+    });
+    assert_eq!(
+        l1_settlements(&localnet, &pubkey),
+        2,
+        "exactly one settlement transaction per batch on L1; log:\n{}",
+        node.all_logs()
+    );
+}
+
+/// Without `PER_L1_RPC_URLS`, batches are sealed (by count and by age) and held; `/health` says
+/// settlement is disabled and submitting is refused (exit 4). Pool mode without a prover says it
+/// is blocked rather than sending a zero proof.
+#[test]
+fn without_endpoints_batches_are_sealed_and_held() {
+    let mut node = Node::new();
+    node.options.env = vec![
+        ("PER_BATCH_TXS_MAX".to_owned(), "2".to_owned()),
+        ("PER_BATCH_AGE_SECS_MAX".to_owned(), "1".to_owned()),
+    ];
+    node.start();
+    let mut wallet = Wallet::seeded(9);
+    deposits(&node, &mut wallet, 5);
+    // 2 + 2 by count, then the fifth by age (1 s).
+    let body = wait_health(
+        &node,
+        "three batches sealed",
+        Duration::from_secs(20),
+        |b| b["settlement_detail"]["batches_sealed"].as_u64() == Some(3),
+    );
+    assert_eq!(body["settlement"], "disabled");
+    assert_eq!(body["pending_tx_count"], 5);
+    assert_eq!(body["last_settlement"], 0);
+    let info = node.api().pool_info();
+    assert_eq!(info["transactions"], 5);
+    assert_eq!(info["settlement_events"], 3);
+    assert_eq!(info["seq"], 8);
+
+    let cwd = node.tmp().to_owned();
+    let url = format!("http://127.0.0.1:{}", node.port);
+    let env = [("PER_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let listed = per_in(
+        &cwd,
+        &["list-queued-batches", "--url", &url, "--all", "--json"],
+        &env,
+    )
+    .expect_code(0, "list-queued-batches --all");
+    let batches = listed.json["batches"].as_array().unwrap().clone();
+    assert_eq!(batches.len(), 3);
+    assert_eq!(batches[0]["proof_groups"], json!([2]));
+    assert_eq!(batches[2]["tx_count"], 1);
+    per_in(
+        &cwd,
+        &["submit-queued-batch", "--url", &url, "--batch-id", "1"],
+        &env,
+    )
+    .expect_code(4, "submit while settlement is disabled");
+    // An operator can still park a batch with a reason; unknown batches are refused.
+    per_in(
+        &cwd,
+        &[
+            "requeue-batch",
+            "--url",
+            &url,
+            "--batch-id",
+            "2",
+            "--reason",
+            "HOLD",
+        ],
+        &env,
+    )
+    .expect_code(0, "requeue-batch");
+    per_in(
+        &cwd,
+        &[
+            "requeue-batch",
+            "--url",
+            &url,
+            "--batch-id",
+            "99",
+            "--reason",
+            "X",
+        ],
+        &env,
+    )
+    .expect_code(1, "requeue of an unknown batch");
+    let listed = per_in(
+        &cwd,
+        &["list-queued-batches", "--url", &url, "--json"],
+        &env,
+    )
+    .expect_code(0, "list-queued-batches");
+    assert_eq!(
+        listed.json["batches"][0]["reason"], "HOLD",
+        "{}",
+        listed.stdout
+    );
+    // Replay keeps all of it.
+    node.kill9();
+    node.start();
+    let body = health(&node);
+    assert_eq!(body["settlement_detail"]["batches_queued"], 1, "{body:#}");
+    assert_eq!(body["settlement_detail"]["batches_sealed"], 2, "{body:#}");
+    node.sigterm(Duration::from_secs(10));
+
+    let mut pool = Node::new();
+    let (keypair, _) = authority(pool.tmp());
+    pool.options.env = vec![
+        (
+            "PER_L1_RPC_URLS".to_owned(),
+            "http://127.0.0.1:9".to_owned(),
+        ),
+        (
+            "PER_L1_KEYPAIR_FILE".to_owned(),
+            keypair.display().to_string(),
+        ),
+        ("PER_SETTLEMENT_MODE".to_owned(), "pool".to_owned()),
+        (
+            "PER_POOL_PROGRAM_ID".to_owned(),
+            "11111111111111111111111111111111".to_owned(),
+        ),
+        (
+            "PER_POOL_MINT".to_owned(),
+            "11111111111111111111111111111111".to_owned(),
+        ),
+        (
+            "PER_POOL_VERIFICATION_KEY".to_owned(),
+            "11111111111111111111111111111111".to_owned(),
+        ),
+        (
+            "PER_POOL_VERIFIER_PROGRAM".to_owned(),
+            "11111111111111111111111111111111".to_owned(),
+        ),
+    ];
+    pool.start();
+    let body = health(&pool);
+    assert_eq!(body["settlement"], "blocked_on_prover", "{body:#}");
+    assert_eq!(body["proof_generation"], "disabled");
 }

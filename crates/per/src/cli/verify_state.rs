@@ -4,11 +4,14 @@
 //!
 //! Offline (the data dir's `LOCK`), or with `--url` alongside a running node, also comparing with
 //! its `/pool/info` (when the node is at the same seq; a node that moved on is a warning).
-//! `--against-l1` is accepted and is exit 2 until settlement to L1 exists in this build.
+//! `--against-l1` also compares with L1 (`PER_L1_RPC_URLS`): in memo mode each remembered settled
+//! batch's memo is read back by its signature and must anchor the same batch, seq range and root;
+//! in pool mode the pool account's `commitment_root` must be the last settled root.
 //!
 //! `--json`: `{ok, problems, warnings, seq, root, recomputed_root, wal_last_root, wal_last_seq,
-//! snapshot, node?: {seq, merkle_root}}`. Exit 0 when everything agrees, 1 on a mismatch or when
-//! the state cannot be rebuilt.
+//! snapshot, node?: {seq, merkle_root}, l1?: {mode, slot, batches_checked, last_settled_batch,
+//! last_settlement_slot, unsettled_batches}}`. Exit 0 when everything agrees, 1 on a mismatch or
+//! when the state cannot be rebuilt, 2 usage, 3 L1 unreachable.
 
 use crate::cli::Exit;
 use crate::cli::common::{self, Access, DataDirArgs, NodeArgs, path_json};
@@ -21,9 +24,24 @@ use std::process::ExitCode;
 /// Flags of `per verify-state`.
 #[derive(Debug, Args)]
 pub struct VerifyStateArgs {
-    /// Also compare with the last settlement on L1 (not available in this build: exit 2).
+    /// Also compare what was settled with what L1 holds.
     #[arg(long)]
     pub against_l1: bool,
+    /// L1 JSON-RPC endpoints for `--against-l1`, comma-separated.
+    #[arg(long, env = "PER_L1_RPC_URLS", value_delimiter = ',')]
+    pub l1_rpc_urls: Vec<String>,
+    /// memo | pool (how batches were settled).
+    #[arg(long, env = "PER_SETTLEMENT_MODE", value_enum, default_value_t = crate::settlement::SettlementMode::Memo)]
+    pub settlement_mode: crate::settlement::SettlementMode,
+    /// Pool mode: the program id.
+    #[arg(long, env = "PER_POOL_PROGRAM_ID")]
+    pub pool_program_id: Option<String>,
+    /// Pool mode: the mint.
+    #[arg(long, env = "PER_POOL_MINT")]
+    pub pool_mint: Option<String>,
+    /// Check at most this many of the newest settled batches.
+    #[arg(long, default_value_t = 100)]
+    pub l1_batches: usize,
     #[command(flatten)]
     pub data: DataDirArgs,
     #[command(flatten)]
@@ -32,9 +50,9 @@ pub struct VerifyStateArgs {
 
 /// Verifies.
 pub fn exec(args: VerifyStateArgs) -> anyhow::Result<ExitCode> {
-    if args.against_l1 {
+    if args.against_l1 && args.l1_rpc_urls.iter().all(|u| u.trim().is_empty()) {
         return Err(Exit::usage(
-            "--against-l1: settlement to L1 is not available in this build",
+            "--against-l1 needs the L1 endpoints: --l1-rpc-urls or PER_L1_RPC_URLS",
         ));
     }
     let data = args.data.resolve()?;
@@ -155,6 +173,14 @@ pub fn exec(args: VerifyStateArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    if args.against_l1 {
+        common::progress("comparing with L1");
+        let check = against_l1(&args, &state)?;
+        problems.extend(check.problems);
+        warnings.extend(check.warnings);
+        out["l1"] = check.report;
+    }
+
     let ok = problems.is_empty();
     out["ok"] = json!(ok);
     out["problems"] = json!(problems);
@@ -177,4 +203,42 @@ pub fn exec(args: VerifyStateArgs) -> anyhow::Result<ExitCode> {
     });
     data.emit(&out, &human)?;
     Ok(common::exit_ok(ok))
+}
+
+fn against_l1(
+    args: &VerifyStateArgs,
+    state: &per_core::State,
+) -> anyhow::Result<crate::settlement::verify::L1Check> {
+    use crate::settlement::verify::{PoolAccounts, VerifyL1Error, check_against_l1};
+    let urls: Vec<String> = args
+        .l1_rpc_urls
+        .iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    let rpc = per_l1::RpcClient::new(urls, std::time::Duration::from_secs(10))
+        .map_err(|e| Exit::usage(e.to_string()))?;
+    let pool = match (&args.pool_program_id, &args.pool_mint) {
+        (Some(program_id), Some(mint)) => Some(PoolAccounts {
+            program_id: program_id.clone(),
+            mint: mint.clone(),
+        }),
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit::problem(format!("cannot start the async runtime: {e}")))?;
+    runtime
+        .block_on(check_against_l1(
+            state.settlement(),
+            &rpc,
+            args.settlement_mode,
+            pool.as_ref(),
+            args.l1_batches,
+        ))
+        .map_err(|error| match error {
+            VerifyL1Error::Unreachable(e) => Exit::unreachable(e.to_string()),
+            VerifyL1Error::Config(m) => Exit::usage(m),
+        })
 }

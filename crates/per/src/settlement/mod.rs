@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod report;
 pub mod settler;
 pub mod status;
+pub mod verify;
 
 pub use config::{SettlementArgs, SettlementConfig, SettlementMode};
 pub use status::{SettlementState, SettlementStatus};
