@@ -34,6 +34,13 @@ pub struct BuildLabels {
     pub role: String,
 }
 
+/// Labels of the `per_backup_*` families.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// Backup target: `postgres` or `s3`.
+    pub target: String,
+}
+
 /// Every metric the node exports, registered once.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -70,6 +77,12 @@ pub struct Metrics {
     pub snapshot_write_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Fencing epoch of this node.
     pub epoch: Gauge,
+    /// Unix time of each backup target's last successful sync.
+    pub backup_last_success: Family<TargetLabels, Gauge>,
+    /// Objects each backup target still lacks.
+    pub backup_pending: Family<TargetLabels, Gauge>,
+    /// Failed sync rounds per backup target.
+    pub backup_failures: Family<TargetLabels, Counter>,
 }
 
 impl Metrics {
@@ -169,6 +182,25 @@ impl Metrics {
         );
         let epoch = Gauge::default();
         registry.register("epoch", "Fencing epoch of this node", epoch.clone());
+        let backup_last_success = Family::<TargetLabels, Gauge>::default();
+        registry.register_with_unit(
+            "backup_last_success_timestamp",
+            "Unix time of the backup target's last successful sync",
+            prometheus_client::registry::Unit::Seconds,
+            backup_last_success.clone(),
+        );
+        let backup_pending = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "backup_pending_objects",
+            "Snapshot files and sealed WAL segments the backup target still lacks",
+            backup_pending.clone(),
+        );
+        let backup_failures = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "backup_failures",
+            "Failed sync rounds of the backup target",
+            backup_failures.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -195,6 +227,9 @@ impl Metrics {
             snapshot_failures,
             snapshot_write_duration,
             epoch,
+            backup_last_success,
+            backup_pending,
+            backup_failures,
         }
     }
 

@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Verb {
     /// Run the executor (single node on ./per-data with no configuration).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// The runbook's RTO test: inject a fault into a scratch node, time the recovery, count losses.
     TestRto(test_rto::TestRtoArgs),
     /// Container/orchestrator health probe: GET /livez; exit 0 healthy, 1 not, 3 unreachable.
@@ -76,7 +76,7 @@ impl Cli {
     /// Runs the chosen verb.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.verb {
-            Verb::Serve(args) => serve::exec(args),
+            Verb::Serve(args) => serve::exec(*args),
             Verb::Loadgen(args) => loadgen::exec(args),
             Verb::TestRto(args) => test_rto::exec(args),
             Verb::Healthcheck(args) => healthcheck::exec(args),

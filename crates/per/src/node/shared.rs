@@ -84,6 +84,8 @@ pub struct Shared {
     pub in_flight_writes: AtomicU64,
     /// Redis state-cache status.
     pub redis: RedisStatus,
+    /// Remote backup targets' status (`/health.backups`).
+    pub backups: crate::backup::BackupBoard,
 }
 
 /// Seconds since the Unix epoch (the wall clock; only for reporting and record timestamps).
@@ -143,6 +145,7 @@ impl Shared {
             snapshots: config.snapshots,
             in_flight_writes: AtomicU64::new(0),
             redis: RedisStatus::default(),
+            backups: crate::backup::BackupBoard::default(),
         }
     }
 

@@ -54,6 +54,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "PER_DATABASE_URL",
     "PER_REDIS_URL",
     "PER_L1_RPC_URLS",
+    "PER_BACKUP_S3_URL",
+    "PER_BACKUP_LAG_MAX_SECS",
 ];
 
 /// A port that was free a moment ago.
