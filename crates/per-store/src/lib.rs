@@ -8,12 +8,18 @@
 //!
 //! Beside it: [`snapshot`] files (full or delta, opaque bodies, a `sha256sum` sidecar, atomic
 //! writes, listing, delta chains and retention) and [`crypto`] (encryption at rest with a key from
-//! `PER_ENCRYPTION_KEY_FILE`, shared by snapshots and the WAL). Backup targets will live here too.
+//! `PER_ENCRYPTION_KEY_FILE`, shared by snapshots and the WAL) and [`backup`] targets
+//! ([`BackupTarget`]: [`PgTarget`] in Postgres, [`S3Target`] in S3/R2) that hold byte-for-byte copies
+//! of snapshot files and sealed WAL segments.
 
+pub mod backup;
 pub mod crypto;
 pub mod snapshot;
 pub mod wal;
 
+pub use backup::{
+    BackupError, BackupTarget, ObjectInfo, ObjectName, PgTarget, PutOutcome, S3Target,
+};
 pub use crypto::{CryptoError, EncryptionKey, SEAL_OVERHEAD};
 pub use snapshot::{
     ListedSnapshot, RetentionPlan, SnapshotError, SnapshotFile, SnapshotKind, SnapshotListing,

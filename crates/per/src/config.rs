@@ -76,6 +76,9 @@ pub struct Limits {
     pub snapshot_restore_points_min: usize,
     /// Snapshot jobs waiting for the writer thread.
     pub snapshot_jobs_max: usize,
+    /// Seconds a remote backup target may fail, or an object wait for it, before `/health`
+    /// degrades naming the target (`PER_BACKUP_LAG_MAX_SECS`).
+    pub backup_lag_max_secs: u64,
 }
 
 impl Default for Limits {
@@ -96,6 +99,7 @@ impl Default for Limits {
             snapshot_delta_chain_max: 1000,
             snapshot_restore_points_min: 10,
             snapshot_jobs_max: 4,
+            backup_lag_max_secs: crate::backup::BACKUP_LAG_MAX_SECS_DEFAULT,
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct FileConfig {
     pub node_id: Option<String>,
     /// `PER_LEASE_TTL_SECS` (HA; default 10).
     pub lease_ttl_secs: Option<u64>,
+    /// `PER_BACKUP_S3_URL` (`s3://bucket/prefix`: the S3/R2 backup target).
+    pub backup_s3_url: Option<String>,
     /// Bounds.
     pub limits: Limits,
 }
@@ -209,6 +215,7 @@ impl Limits {
                 self.snapshot_restore_points_min as u64,
             ),
             ("snapshot_jobs_max", self.snapshot_jobs_max as u64),
+            ("backup_lag_max_secs", self.backup_lag_max_secs),
         ];
         for (name, value) in positive {
             if value == 0 {

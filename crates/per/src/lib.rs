@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod api;
 pub mod attestation;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;

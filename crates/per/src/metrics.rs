@@ -41,6 +41,13 @@ pub struct ProviderLabels {
     pub provider: String,
 }
 
+/// Labels of the `per_backup_*` families.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// Backup target: `postgres` or `s3`.
+    pub target: String,
+}
+
 /// Every metric the node exports, registered once.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -85,6 +92,12 @@ pub struct Metrics {
     pub tee_attestation_last_check: Gauge,
     /// TEE attestation checks of a real provider that were not valid.
     pub tee_attestation_failures: Counter,
+    /// Unix time of each backup target's last successful sync.
+    pub backup_last_success: Family<TargetLabels, Gauge>,
+    /// Objects each backup target still lacks.
+    pub backup_pending: Family<TargetLabels, Gauge>,
+    /// Failed sync rounds per backup target.
+    pub backup_failures: Family<TargetLabels, Counter>,
 }
 
 impl Metrics {
@@ -203,6 +216,25 @@ impl Metrics {
             "TEE attestation checks of a real provider that were not valid",
             tee_attestation_failures.clone(),
         );
+        let backup_last_success = Family::<TargetLabels, Gauge>::default();
+        registry.register_with_unit(
+            "backup_last_success_timestamp",
+            "Unix time of the backup target's last successful sync",
+            prometheus_client::registry::Unit::Seconds,
+            backup_last_success.clone(),
+        );
+        let backup_pending = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "backup_pending_objects",
+            "Snapshot files and sealed WAL segments the backup target still lacks",
+            backup_pending.clone(),
+        );
+        let backup_failures = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "backup_failures",
+            "Failed sync rounds of the backup target",
+            backup_failures.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -234,6 +266,9 @@ impl Metrics {
             tee_attestation_valid,
             tee_attestation_last_check,
             tee_attestation_failures,
+            backup_last_success,
+            backup_pending,
+            backup_failures,
         }
     }
 

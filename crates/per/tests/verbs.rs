@@ -137,7 +137,8 @@ fn every_offline_verb_exits_4_while_a_node_holds_the_lock() {
 }
 
 /// `restore-snapshot` that would move something exits 4 without `--force` and changes nothing;
-/// `--dry-run` exits 0 and changes nothing; `--source s3` is a usage error (2).
+/// `--dry-run` exits 0 and changes nothing; `--source s3|postgres` without that target configured
+/// (`PER_BACKUP_S3_URL`, `PER_DATABASE_URL`) is a usage error (2).
 #[test]
 fn restore_snapshot_refuses_without_force_and_dry_run_changes_nothing() {
     let started = Instant::now();

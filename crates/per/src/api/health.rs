@@ -28,7 +28,7 @@ pub struct Health {
     merkle_root: Option<Field>,
     version: &'static str,
     replication_lag_secs: Option<u64>,
-    backups: Vec<String>,
+    backups: std::collections::BTreeMap<String, crate::backup::TargetHealth>,
     wal_writer: &'static str,
     accepting_writes: bool,
     draining: bool,
@@ -142,6 +142,30 @@ pub async fn health(State(app): State<AppState>) -> Response {
         }
         "unavailable"
     };
+    // Backups: the data dir itself (`local`: its newest snapshot), then every remote target. A
+    // remote target failing or behind for longer than `backup_lag_max_secs` degrades, never
+    // more: acknowledgements never wait for a backup.
+    let (mut backups, backup_reasons) = shared.backups.health(now);
+    backups.insert(
+        "local".to_owned(),
+        crate::backup::TargetHealth {
+            last_success: shared
+                .snapshots
+                .as_ref()
+                .map_or(0, |s| s.last_unix_secs.load(Ordering::Relaxed)),
+            lag_secs: 0,
+            pending: 0,
+            last_error: None,
+            uploaded: None,
+            conflicts: None,
+        },
+    );
+    if !backup_reasons.is_empty() && !fenced && !poisoned {
+        if status == "healthy" {
+            status = "degraded";
+        }
+        reasons.extend(backup_reasons);
+    }
     if shared.flags.shutting_down.load(Ordering::Acquire) {
         reasons.push("shutting down: not accepting writes".to_owned());
     }
@@ -188,7 +212,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         merkle_root: root,
         version: env!("CARGO_PKG_VERSION"),
         replication_lag_secs,
-        backups: Vec::new(),
+        backups,
         wal_writer: if fenced {
             "fenced"
         } else if poisoned {

@@ -42,6 +42,34 @@ pub struct DataDirArgs {
     pub json: bool,
 }
 
+/// Remote backup targets (verbs that read them).
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// Postgres backup target (rows of per_backup_objects for PER_CLUSTER).
+    #[arg(long, env = "PER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// S3/R2 backup target, s3://bucket/prefix (endpoint and credentials from AWS_*).
+    #[arg(long = "backup-s3-url", env = "PER_BACKUP_S3_URL")]
+    pub s3_url: Option<String>,
+}
+
+impl BackupArgs {
+    /// Flags and environment over the `--config` file.
+    pub fn settings(&self, data: &DataDir) -> crate::backup::BackupSettings {
+        crate::backup::BackupSettings {
+            database_url: self
+                .database_url
+                .clone()
+                .or_else(|| data.config_backups.database_url.clone()),
+            s3_url: self
+                .s3_url
+                .clone()
+                .or_else(|| data.config_backups.s3_url.clone()),
+            cluster: data.cluster.clone(),
+        }
+    }
+}
+
 /// A running node to work with instead of taking the data dir's `LOCK`.
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
@@ -77,6 +105,8 @@ pub struct DataDir {
     pub limits: Limits,
     /// `--json`.
     pub json: bool,
+    /// Remote backup targets named in the `--config` file (flags and environment win).
+    pub config_backups: crate::backup::BackupSettings,
 }
 
 impl DataDirArgs {
@@ -92,7 +122,13 @@ impl DataDirArgs {
             .clone()
             .or_else(|| file.encryption_key_file.clone());
         let key = crate::node::load_key(key_file.as_deref())?;
+        let config_backups = crate::backup::BackupSettings {
+            database_url: file.database_url.clone(),
+            s3_url: file.backup_s3_url.clone(),
+            cluster: String::new(),
+        };
         Ok(DataDir {
+            config_backups,
             dir: self
                 .data_dir
                 .clone()

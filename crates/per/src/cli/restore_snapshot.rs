@@ -18,24 +18,40 @@
 //! Refuses (exit 4, after printing the plan and report) when anything would be moved, unless
 //! `--force`; `--dry-run` prints the plan and report and changes nothing. `--version V` checks that
 //! binary version V reads the formats of every file of F's chain (table in `cli/common.rs`); exit 1
-//! and no change when it does not. `--source` other than `local` is exit 2 (remote backups: issue
-//! 7). After the move the data dir is recovered read-only and must end at F's seq and root.
+//! and no change when it does not. After the move the data dir is recovered read-only and must end
+//! at F's seq and root.
+//!
+//! `--source postgres|s3` (the runbook's "Complete disaster"; remote backups, issue 7): downloads
+//! the newest valid chain (or the chain of `--file NAME`, a snapshot object's file name) and the
+//! sealed WAL segments after it from that target into the data dir, which must be empty (no
+//! snapshot or WAL file) unless `--force` (what is there goes to `replaced-<ts>/`). Every object is
+//! checked against its sidecar, the chain is loaded rehashing every leaf, and the data dir is then
+//! recovered read-only: `per serve` on it starts at `recovered.seq`. WAL segments that add nothing
+//! after the snapshot are not kept; segments that do not replay are dropped and reported (exit 1,
+//! the data dir still recovers to the snapshot). `--json`: `{ok, source, target, dry_run, snapshot,
+//! seq, kind, root, chain, wal_segments, recovered: {seq, root}, downloaded_objects,
+//! downloaded_bytes, elapsed_ms, replaced_dir, problems, warnings, error?}`. Exit 3 when the target
+//! cannot be reached, 4 when the data dir is not empty without `--force`.
 //!
 //! `--json`: `{ok, dry_run, refused, snapshot, source_file, seq, kind, root, chain, replaced_dir,
 //! replaced_files, imported, lost_transactions, lost_count, lost_seq_range, lost_report_complete,
 //! wal_damage?, version_check?, recovered?: {seq, root}, error?}`.
 
+use crate::backup::remote::{Catalogue, FetchError};
 use crate::cli::Exit;
 use crate::cli::common::{
-    self, DataDir, DataDirArgs, Format, Replaced, SnapshotRef, Version, path_json,
+    self, BackupArgs, DataDir, DataDirArgs, Format, Replaced, SnapshotRef, Version, path_json,
 };
 use crate::node::recovery::{self, LoadedSnapshot, RootCheck};
 use clap::{Args, ValueEnum};
 use per_core::TreeCheck;
+use per_store::ObjectName;
 use per_store::snapshot::{self, SnapshotKind};
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 /// Where backups are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,6 +84,8 @@ pub struct RestoreSnapshotArgs {
     /// Where to read backups from.
     #[arg(long, value_enum, default_value_t = Source::Local)]
     pub source: Source,
+    #[command(flatten)]
+    pub backups: BackupArgs,
     #[command(flatten)]
     pub data: DataDirArgs,
 }
@@ -217,13 +235,10 @@ fn version_check(
 
 /// Restores.
 pub fn exec(args: RestoreSnapshotArgs) -> anyhow::Result<ExitCode> {
-    if args.source != Source::Local {
-        return Err(Exit::usage(format!(
-            "--source {} is not available in this build (remote backups: issue 7)",
-            args.source
-                .to_possible_value()
-                .map_or("?".to_owned(), |v| v.get_name().to_owned())
-        )));
+    match args.source {
+        Source::Local => {}
+        Source::Postgres => return exec_remote(&args, "postgres"),
+        Source::S3 => return exec_remote(&args, "s3"),
     }
     let version: Option<Version> = match &args.version {
         None => None,
@@ -475,6 +490,398 @@ pub fn exec(args: RestoreSnapshotArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let ok = out["ok"].as_bool().unwrap_or(false);
+    data.emit(&out, &human)?;
+    Ok(common::exit_ok(ok))
+}
+
+/// `--source postgres|s3`: restores a data dir from a remote target (see the module docs).
+fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    if args.version.is_some() {
+        return Err(Exit::usage(
+            "--version applies to --source local; check a remote restore with per verify-backups",
+        ));
+    }
+    let data = args.data.resolve()?;
+    std::fs::create_dir_all(&data.dir)
+        .map_err(|e| Exit::usage(format!("cannot create {}: {e}", data.dir.display())))?;
+    let _lock = data.lock_offline()?;
+    let settings = args.backups.settings(&data);
+    let mut target = settings.open(source)?;
+    let snapshots_dir = data.snapshots_dir();
+    let wal_dir = data.wal_dir();
+    let mut existing: Vec<PathBuf> = wal_files(&wal_dir)?;
+    existing.reverse();
+    let mut existing_snapshots = regular_files(&snapshots_dir)?;
+    existing_snapshots.sort_by_key(|p| (std::cmp::Reverse(snapshot_file_key(p)), file_rank(p)));
+    existing.extend(existing_snapshots);
+    let mut out = json!({
+        "ok": false,
+        "source": source,
+        "target": target.describe(),
+        "dry_run": args.dry_run,
+        "refused": false,
+        "source_file": args.file,
+    });
+    if !existing.is_empty() && !args.force && !args.dry_run {
+        out["refused"] = json!(true);
+        out["replaced_files"] = existing.iter().map(|p| path_json(p)).collect();
+        data.emit(&out, &format!(
+            "✗ {} is not empty ({} snapshot/WAL file(s)); pass --force to move them to replaced-<ts>/",
+            data.dir.display(),
+            existing.len()
+        ))?;
+        return Err(Exit::refused(format!(
+            "refusing to restore into a non-empty data dir {} without --force",
+            data.dir.display()
+        )));
+    }
+
+    common::progress(format!("listing {}", target.describe()));
+    let listing = target
+        .list()
+        .map_err(|e| Exit::unreachable(format!("cannot list the {source} backup target: {e}")))?;
+    let catalogue = Catalogue::from_listing(listing);
+    let wanted: Option<(u64, SnapshotKind)> = if args.file == "latest" {
+        None
+    } else {
+        let name = Path::new(&args.file)
+            .file_name()
+            .ok_or_else(|| Exit::usage(format!("--file {}: not a snapshot name", args.file)))?;
+        Some(snapshot::parse_snapshot_file_name(name).ok_or_else(|| {
+            Exit::usage(format!(
+                "--file {}: not a snapshot name (<seq:020>-<full|delta>.snap)",
+                args.file
+            ))
+        })?)
+    };
+    let usable: Vec<ObjectName> = catalogue
+        .snapshots
+        .iter()
+        .filter(|(_, has_sidecar)| **has_sidecar)
+        .map(|(object, _)| object.clone())
+        .filter(|object| match (object, wanted) {
+            (ObjectName::Snapshot { seq, .. }, Some((wanted_seq, _))) => *seq <= wanted_seq,
+            _ => true,
+        })
+        .collect();
+    if let Some((seq, kind)) = wanted
+        && !usable.contains(&ObjectName::Snapshot { seq, kind })
+    {
+        out["error"] = json!(format!(
+            "{source} holds no snapshot {} with its sidecar",
+            args.file
+        ));
+        data.emit(&out, &format!("✗ {}", out["error"].as_str().unwrap_or("")))?;
+        return Ok(ExitCode::from(1));
+    }
+    let mut fulls: Vec<u64> = usable
+        .iter()
+        .filter_map(|o| match o {
+            ObjectName::Snapshot {
+                seq,
+                kind: SnapshotKind::Full,
+            } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    fulls.sort_unstable_by(|a, b| b.cmp(a));
+
+    let stage = common::Stage::new(Some(&data.dir))?;
+    let stage_snapshots = stage.path().join("snapshots");
+    std::fs::create_dir_all(&stage_snapshots)?;
+    let mut problems: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut fetched: HashSet<ObjectName> = HashSet::new();
+    let mut downloaded_objects = 0u64;
+    let mut downloaded_bytes = 0u64;
+    let mut chosen: Option<(LoadedSnapshot, Vec<PathBuf>, SnapshotKind)> = None;
+    let mut errors: BTreeMap<String, String> = BTreeMap::new();
+    // Newest full first: fetch it and everything newer, try the restore points among them
+    // newest first; when none loads, go one full further back.
+    'fulls: for full in &fulls {
+        for object in usable
+            .iter()
+            .filter(|o| matches!(o, ObjectName::Snapshot { seq, .. } if seq >= full))
+        {
+            if !fetched.insert(object.clone()) {
+                continue;
+            }
+            common::progress(format!("downloading {object}"));
+            match crate::backup::remote::fetch_checked(target.as_mut(), object, stage.path()) {
+                Ok(bytes) => {
+                    downloaded_objects += 2;
+                    downloaded_bytes += bytes;
+                }
+                Err(FetchError::Object(problem)) => problems.push(format!("{source}:{problem}")),
+                Err(FetchError::Target(error)) => {
+                    return Err(Exit::unreachable(format!(
+                        "the {source} backup target failed during the download: {error}"
+                    )));
+                }
+            }
+        }
+        let mut candidates: Vec<&ObjectName> = fetched
+            .iter()
+            .filter(|o| match (o, wanted) {
+                (ObjectName::Snapshot { seq, kind }, Some(w)) => (*seq, *kind) == w,
+                _ => true,
+            })
+            .collect();
+        candidates.sort_by(|a, b| b.cmp(a));
+        for candidate in candidates {
+            let path = stage.path().join(candidate.name());
+            if !path.is_file() {
+                continue;
+            }
+            common::progress(format!("checking {candidate}"));
+            match recovery::load_chain_exact(
+                &stage_snapshots,
+                &path,
+                data.key(),
+                data.state_limits(),
+                TreeCheck::Rehash,
+            ) {
+                Ok((loaded, chain)) => {
+                    let kind = match candidate {
+                        ObjectName::Snapshot { kind, .. } => *kind,
+                        _ => SnapshotKind::Full,
+                    };
+                    chosen = Some((loaded, chain, kind));
+                    break 'fulls;
+                }
+                Err(error) => {
+                    errors.insert(candidate.name(), error);
+                }
+            }
+        }
+    }
+    let Some((loaded, chain, kind)) = chosen else {
+        let error = if usable.is_empty() {
+            format!("{source} holds no snapshot (with its sidecar) to restore")
+        } else {
+            format!(
+                "no valid restore point in {source}: {}",
+                errors
+                    .iter()
+                    .map(|(name, e)| format!(
+                        "{source}:{name}: {}",
+                        crate::backup::remote::name_objects(e, stage.path(), source)
+                    ))
+                    .chain(problems.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        };
+        out["error"] = json!(error);
+        out["problems"] = json!(problems);
+        data.emit(&out, &format!("✗ {error}"))?;
+        return Ok(ExitCode::from(1));
+    };
+    for (name, error) in &errors {
+        warnings.push(format!(
+            "{source}:{name}: not a valid restore point, skipped: {}",
+            crate::backup::remote::name_objects(error, stage.path(), source)
+        ));
+    }
+    let seq = loaded.tip.0;
+    let root = loaded.state.root();
+    drop(loaded);
+    let chain_names: Vec<String> = chain
+        .iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect();
+    out["seq"] = json!(seq);
+    out["kind"] = json!(kind.as_str());
+    out["root"] = json!(root.to_hex());
+    out["chain"] = chain_names
+        .iter()
+        .map(|n| json!(format!("snapshots/{n}")))
+        .collect();
+    let mut human = format!(
+        "{source}: restore point seq {seq} ({kind}, chain of {} file(s)), root {root}\n",
+        chain.len()
+    );
+
+    // Sealed WAL segments after the snapshot: from the one that holds seq + 1 on, one file per
+    // segment (the compressed copy when there is one), stopping at the first that is missing or
+    // damaged.
+    let mut segments: BTreeMap<u64, ObjectName> = BTreeMap::new();
+    for (object, has_sidecar) in &catalogue.segments {
+        if let ObjectName::Segment {
+            first_seq,
+            compressed,
+        } = object
+            && *has_sidecar
+        {
+            let replace = segments.get(first_seq).is_none_or(|o| {
+                !matches!(
+                    o,
+                    ObjectName::Segment {
+                        compressed: true,
+                        ..
+                    }
+                )
+            });
+            if replace || *compressed {
+                segments.insert(*first_seq, object.clone());
+            }
+        }
+    }
+    let start = segments
+        .range(..=seq + 1)
+        .next_back()
+        .map(|(first, _)| *first);
+    let stage_wal = stage.path().join("wal");
+    let mut wal_names: Vec<String> = Vec::new();
+    match start {
+        None if !segments.is_empty() => warnings.push(format!(
+            "{source}: the WAL copies start at seq {} after the restore point's seq {seq}: not used",
+            segments.keys().next().copied().unwrap_or(0)
+        )),
+        None => {}
+        Some(start) => {
+            for object in segments.range(start..).map(|(_, object)| object) {
+                common::progress(format!("downloading {object}"));
+                match crate::backup::remote::fetch_checked(target.as_mut(), object, stage.path()) {
+                    Ok(bytes) => {
+                        downloaded_objects += 2;
+                        downloaded_bytes += bytes;
+                        wal_names.push(object.name());
+                    }
+                    Err(FetchError::Object(problem)) => {
+                        problems.push(format!("{source}:{problem}"));
+                        warnings.push(format!(
+                            "{source}: WAL segments from {object} on are not restored"
+                        ));
+                        break;
+                    }
+                    Err(FetchError::Target(error)) => {
+                        return Err(Exit::unreachable(format!(
+                            "the {source} backup target failed during the download: {error}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    out["downloaded_objects"] = json!(downloaded_objects);
+    out["downloaded_bytes"] = json!(downloaded_bytes);
+
+    if args.dry_run {
+        out["ok"] = json!(problems.is_empty());
+        out["wal_segments"] = json!(wal_names);
+        out["problems"] = json!(problems);
+        out["warnings"] = json!(warnings);
+        out["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
+        human.push_str(&format!(
+            "would restore {} snapshot file(s) and {} WAL segment(s); dry run: nothing changed\n",
+            chain.len(),
+            wal_names.len()
+        ));
+        data.emit(&out, &human)?;
+        return Ok(common::exit_ok(problems.is_empty()));
+    }
+
+    // Move what is there aside, then put the chain and the WAL in place.
+    let mut replaced = Replaced::plan(&data.dir);
+    for file in &existing {
+        if file.exists() {
+            replaced.move_in(file)?;
+        }
+    }
+    replaced.sync()?;
+    out["replaced_dir"] = if existing.is_empty() {
+        Value::Null
+    } else {
+        path_json(&replaced.dir)
+    };
+    std::fs::create_dir_all(&snapshots_dir)?;
+    std::fs::create_dir_all(&wal_dir)?;
+    for link in &chain {
+        let Some(name) = link.file_name() else {
+            continue;
+        };
+        let dest = snapshots_dir.join(name);
+        // Sidecar first, as a snapshot write does: a .snap never appears without it.
+        std::fs::rename(snapshot::sidecar_path(link), snapshot::sidecar_path(&dest))?;
+        std::fs::rename(link, &dest)?;
+    }
+    common::sync_dir(&snapshots_dir)?;
+    let mut placed_wal: Vec<PathBuf> = Vec::new();
+    for name in &wal_names {
+        let file = name.trim_start_matches("wal/");
+        let dest = wal_dir.join(file);
+        std::fs::rename(stage_wal.join(file), &dest)?;
+        placed_wal.push(dest);
+    }
+    common::sync_dir(&wal_dir)?;
+
+    // The data dir must now recover; WAL copies that add nothing after the snapshot go (a node
+    // appending to an old segment would leave a gap in it), and so do copies that do not replay.
+    let mut recovered = recovery::recover_read_only(&data.source(), RootCheck::AtEnd);
+    let mut drop_wal = match &recovered {
+        Ok((state, _)) => state.seq() == seq && !placed_wal.is_empty(),
+        Err(error) => {
+            problems.push(format!(
+                "{source}: the restored WAL segments do not replay after the snapshot: {error}"
+            ));
+            true
+        }
+    };
+    if placed_wal.is_empty() {
+        drop_wal = false;
+    }
+    if drop_wal {
+        for file in &placed_wal {
+            std::fs::remove_file(file)?;
+        }
+        common::sync_dir(&wal_dir)?;
+        placed_wal.clear();
+        recovered = recovery::recover_read_only(&data.source(), RootCheck::AtEnd);
+    }
+    out["wal_segments"] = placed_wal
+        .iter()
+        .map(|p| {
+            json!(format!(
+                "wal/{}",
+                p.file_name().and_then(|n| n.to_str()).unwrap_or("")
+            ))
+        })
+        .collect();
+    match recovered {
+        Ok((state, _)) => {
+            out["recovered"] = json!({ "seq": state.seq(), "root": state.root().to_hex() });
+            human.push_str(&format!(
+                "✓ restored from {source}: {} snapshot file(s), {} WAL segment(s); the data dir recovers to seq {} root {}\n",
+                chain.len(),
+                placed_wal.len(),
+                state.seq(),
+                state.root()
+            ));
+        }
+        Err(error) => {
+            problems.push(format!("the restored data dir does not recover: {error}"));
+            human.push_str(&format!(
+                "✗ the restored data dir does not recover: {error}\n"
+            ));
+        }
+    }
+    for problem in &problems {
+        human.push_str(&format!("❌ {problem}\n"));
+    }
+    for warning in &warnings {
+        human.push_str(&format!("warning: {warning}\n"));
+    }
+    let ok = problems.is_empty();
+    out["ok"] = json!(ok);
+    out["snapshot"] =
+        path_json(&snapshots_dir.join(chain_names.last().cloned().unwrap_or_default()));
+    out["problems"] = json!(problems);
+    out["warnings"] = json!(warnings);
+    out["downloaded_objects"] = json!(downloaded_objects);
+    out["downloaded_bytes"] = json!(downloaded_bytes);
+    out["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
     data.emit(&out, &human)?;
     Ok(common::exit_ok(ok))
 }

@@ -88,6 +88,15 @@ pub struct ServeArgs {
     /// Batching and settlement to L1 (PER_L1_RPC_URLS, PER_BATCH_TXS_MAX, …).
     #[command(flatten)]
     pub settlement: crate::settlement::SettlementArgs,
+    /// Remote backup target S3/R2: s3://bucket/prefix; endpoint and credentials from the standard
+    /// AWS_* variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ALLOW_HTTP). Postgres is a backup target whenever PER_DATABASE_URL is set.
+    #[arg(long = "backup-s3-url", env = "PER_BACKUP_S3_URL")]
+    pub backup_s3_url: Option<String>,
+    /// Seconds a backup target may fail (or an object wait for it) before /health degrades
+    /// [default: limits.backup_lag_max_secs, 300].
+    #[arg(long, env = "PER_BACKUP_LAG_MAX_SECS")]
+    pub backup_lag_max_secs: Option<u64>,
     /// Redis state cache (`redis://[user:password@]host[:port][/db]`): the node taking writes
     /// publishes {root, seq, epoch, role, status} to `per:<cluster>:state` (key and channel).
     #[arg(long, env = "PER_REDIS_URL", hide_env_values = true)]
@@ -107,6 +116,8 @@ struct ServeConfig {
     log_format: LogFormat,
     ha: Option<HaConfig>,
     settlement: crate::settlement::SettlementConfig,
+    backups: crate::backup::BackupSettings,
+    backup_lag_max_secs: u64,
 }
 
 fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -149,13 +160,31 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             .clone()
             .or_else(|| file.encryption_key_file.clone()),
         ha: None,
+        backups: crate::backup::BackupSettings {
+            database_url: args
+                .database_url
+                .clone()
+                .or_else(|| file.database_url.clone()),
+            s3_url: args
+                .backup_s3_url
+                .clone()
+                .or_else(|| file.backup_s3_url.clone()),
+            cluster: String::new(),
+        },
+        backup_lag_max_secs: args
+            .backup_lag_max_secs
+            .unwrap_or(file.limits.backup_lag_max_secs),
         file,
         settlement,
     };
+    if config.backup_lag_max_secs == 0 {
+        return Err(Exit::usage("PER_BACKUP_LAG_MAX_SECS must be > 0"));
+    }
     if config.snapshot_interval_secs == 0 {
         return Err(Exit::usage("SNAPSHOT_INTERVAL must be > 0"));
     }
     let mut config = config;
+    config.backups.cluster = config.cluster.clone();
     if config.mode != DeploymentMode::Single {
         let database_url = args
             .database_url
@@ -226,6 +255,12 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     crate::logging::init(config.log.as_deref(), config.log_format);
+    let backup_targets = config
+        .backups
+        .configured()
+        .into_iter()
+        .map(|name| config.backups.open(name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -266,6 +301,13 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     match &key {
         Some(key) => tracing::info!(key_id = %key.key_id_hex(), "encryption at rest enabled"),
         None => tracing::warn!("encryption at rest disabled (no PER_ENCRYPTION_KEY_FILE)"),
+    }
+    for target in &backup_targets {
+        if key.is_some() {
+            tracing::info!(target = %target.describe(), "backup target enabled (it receives encrypted snapshot files and WAL segments only)");
+        } else {
+            tracing::warn!(target = %target.describe(), "backup target enabled WITHOUT encryption at rest: it will hold plaintext snapshots and WAL (set PER_ENCRYPTION_KEY_FILE)");
+        }
     }
     let state_limits = limits.state_limits();
     let source = crate::node::recovery_source(
@@ -340,6 +382,16 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             snapshots: Some(snapshot_status),
         },
     ));
+    shared
+        .backups
+        .lag_max_secs
+        .store(config.backup_lag_max_secs, Ordering::Relaxed);
+    let backup_threads = if backup_targets.is_empty() {
+        Vec::new()
+    } else {
+        crate::backup::uploader::spawn(shared.clone(), config.data_dir.clone(), backup_targets)
+            .context("cannot start the backup threads")?
+    };
     // TEE attestation before serving (a required attestation that is not valid halts writes),
     // then again every PER_ATTESTATION_INTERVAL_SECS on a background task (see `spawn_monitor`).
     shared.record_attestation(crate::attestation::attest(&args.attestation));
@@ -496,6 +548,19 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The planner went with the sequencer: the snapshot thread finishes its queue and stops.
     if snapshot_thread.join().is_err() {
         return Err(Exit::problem("the snapshot thread panicked"));
+    }
+    // Nothing more will be written: the backup threads make a last round (bounded by the grace
+    // period: a target that does not answer must not hold the stop), then exit.
+    shared.backups.stop.store(true, Ordering::Release);
+    let deadline = std::time::Instant::now() + grace;
+    while backup_threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if backup_threads.iter().any(|t| !t.is_finished()) {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "a backup target did not finish its last round within the grace period; exiting without it"
+        );
     }
     served?;
     if shared.is_fenced() {

@@ -12,18 +12,52 @@
 //! they can be restored, not rolled forward. Offline (the data dir's `LOCK`), or alongside a
 //! running node with `--url`.
 //!
-//! `--json`: `{ok, problems: [...], warnings: [...], snapshots: N, segments: N, wal_first_seq,
-//! wal_last_seq, restore_points: N}`. Exit 0 when no problem, 1 otherwise.
+//! Remote targets (issue 7): with `PER_DATABASE_URL` and/or `PER_BACKUP_S3_URL` set, every
+//! configured target is checked too (or only `--target local|postgres|s3`): list, download every
+//! snapshot and sealed segment, check each against its sidecar, then run the same checks as above
+//! (decoding with the key, chains, WAL continuity) on the downloaded copy. Problems name the
+//! object as `<target>:<name>`, e.g. `postgres:snapshots/00000000000000000200-delta.snap`.
+//! Remote targets need neither the data dir nor its `LOCK`; without `--target` and without a data
+//! dir, only the remote targets are checked (with a warning).
+//!
+//! `--json`: `{ok, problems: [...], warnings: [...], targets: {local|postgres|s3: {ok, reachable,
+//! problems, warnings, snapshots, restore_points, segments, wal_first_seq, wal_last_seq, ...}},
+//! snapshots: N, segments: N, wal_first_seq, wal_last_seq, restore_points: N}` (the top-level
+//! counts are the local target's, when checked). Exit 0 when no problem, 1 when a problem was
+//! found, 3 when a target could not be reached (and no problem was found), 2 on configuration
+//! errors.
 
-use crate::cli::common::{self, Access, DataDirArgs, NodeArgs};
+use crate::backup::remote::{self, Catalogue, FetchError};
+use crate::cli::common::{self, Access, BackupArgs, DataDir, DataDirArgs, NodeArgs};
 use crate::node::recovery;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use per_core::{TreeCheck, WalRecord};
 use per_store::snapshot::{self, SnapshotKind};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// A backup target to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetName {
+    /// The data dir itself.
+    Local,
+    /// The Postgres target (`PER_DATABASE_URL`).
+    Postgres,
+    /// The S3/R2 target (`PER_BACKUP_S3_URL`).
+    S3,
+}
+
+impl TargetName {
+    fn as_str(self) -> &'static str {
+        match self {
+            TargetName::Local => "local",
+            TargetName::Postgres => "postgres",
+            TargetName::S3 => "s3",
+        }
+    }
+}
 
 /// Flags of `per verify-backups`.
 #[derive(Debug, Args)]
@@ -31,22 +65,227 @@ pub struct VerifyBackupsArgs {
     /// Rehash every leaf of every snapshot (slower) instead of trusting stored tree nodes.
     #[arg(long)]
     pub deep: bool,
+    /// Check only this target [default: local and every configured remote target].
+    #[arg(long, value_enum)]
+    pub target: Option<TargetName>,
+    #[command(flatten)]
+    pub backups: BackupArgs,
     #[command(flatten)]
     pub data: DataDirArgs,
     #[command(flatten)]
     pub node: NodeArgs,
 }
 
+/// What one target's check found.
+struct Report {
+    problems: Vec<String>,
+    warnings: Vec<String>,
+    /// Counts for `--json`.
+    json: Value,
+    /// A one-line summary.
+    summary: String,
+}
+
 /// Verifies.
 pub fn exec(args: VerifyBackupsArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.resolve()?;
-    let _access = Access::acquire(&data, &args.node)?;
-    common::require_key_for_data_dir(&data)?;
     let check = if args.deep {
         TreeCheck::Rehash
     } else {
         TreeCheck::StoredNodes
     };
+    let settings = args.backups.settings(&data);
+    let targets: Vec<TargetName> = match args.target {
+        Some(target) => vec![target],
+        None => {
+            // On a machine that lost its data dir (the complete-disaster case), check the remote
+            // targets alone rather than refusing.
+            let mut targets = if settings.configured().is_empty() || data.dir.is_dir() {
+                vec![TargetName::Local]
+            } else {
+                Vec::new()
+            };
+            for name in settings.configured() {
+                targets.push(if name == "postgres" {
+                    TargetName::Postgres
+                } else {
+                    TargetName::S3
+                });
+            }
+            targets
+        }
+    };
+    let mut out = json!({});
+    let mut problems: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut per_target = serde_json::Map::new();
+    let mut human = String::new();
+    let mut unreachable = false;
+    for target in targets {
+        let name = target.as_str();
+        let report = match target {
+            TargetName::Local => {
+                let _access = Access::acquire(&data, &args.node)?;
+                common::require_key_for_data_dir(&data)?;
+                let report = verify_dir(&data, check)?;
+                if let Value::Object(fields) = &report.json {
+                    for (key, value) in fields {
+                        out[key] = value.clone();
+                    }
+                }
+                report
+            }
+            TargetName::Postgres | TargetName::S3 => {
+                match verify_remote(&data, &settings, name, check)? {
+                    Ok(report) => report,
+                    Err(error) => {
+                        unreachable = true;
+                        human.push_str(&format!("{name}: ✗ unreachable: {error}\n"));
+                        per_target.insert(
+                            name.to_owned(),
+                            json!({ "ok": false, "reachable": false, "error": error, "problems": [], "warnings": [] }),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        let ok = report.problems.is_empty();
+        let mut entry = report.json.clone();
+        entry["ok"] = json!(ok);
+        entry["reachable"] = json!(true);
+        entry["problems"] = json!(report.problems);
+        entry["warnings"] = json!(report.warnings);
+        per_target.insert(name.to_owned(), entry);
+        human.push_str(&format!("{name}: {}\n", report.summary));
+        for problem in &report.problems {
+            human.push_str(&format!("❌ {problem}\n"));
+        }
+        for warning in &report.warnings {
+            human.push_str(&format!("warning: {warning}\n"));
+        }
+        problems.extend(report.problems);
+        warnings.extend(report.warnings);
+    }
+    if !per_target.contains_key("local") && args.target.is_none() {
+        warnings.push(format!(
+            "local: no data directory at {}: only the remote targets were checked",
+            data.dir.display()
+        ));
+    }
+    let ok = problems.is_empty() && !unreachable;
+    out["ok"] = json!(ok);
+    out["problems"] = json!(problems);
+    out["warnings"] = json!(warnings);
+    out["targets"] = Value::Object(per_target);
+    human.push_str(if ok {
+        "✓ All backups verified\n"
+    } else if problems.is_empty() {
+        "❌ a backup target could not be reached\n"
+    } else {
+        "❌ backup verification found problems\n"
+    });
+    data.emit(&out, &human)?;
+    Ok(if !problems.is_empty() {
+        ExitCode::from(1)
+    } else if unreachable {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Downloads a remote target into a scratch directory (checking every object against its
+/// sidecar) and checks that copy like a data dir. `Ok(Err(message))` when unreachable.
+fn verify_remote(
+    data: &DataDir,
+    settings: &crate::backup::BackupSettings,
+    name: &str,
+    check: TreeCheck,
+) -> anyhow::Result<Result<Report, String>> {
+    let mut target = settings.open(name)?;
+    common::progress(format!("listing {}", target.describe()));
+    let listing = match target.list() {
+        Ok(listing) => listing,
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    let catalogue = Catalogue::from_listing(listing);
+    let stage = common::Stage::new(None)?;
+    std::fs::create_dir_all(stage.path().join("snapshots"))?;
+    std::fs::create_dir_all(stage.path().join("wal"))?;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for unknown in &catalogue.unknown {
+        warnings.push(format!("{name}:{unknown}: unknown object"));
+    }
+    for orphan in &catalogue.orphan_sidecars {
+        warnings.push(format!("{name}:{orphan}: sidecar without its object"));
+    }
+    let mut downloaded_bytes = 0u64;
+    let objects: Vec<(&per_store::ObjectName, &bool)> = catalogue
+        .snapshots
+        .iter()
+        .chain(catalogue.segments.iter())
+        .collect();
+    for (i, (object, has_sidecar)) in objects.iter().enumerate() {
+        if !**has_sidecar {
+            warnings.push(format!(
+                "{name}:{object}: no sidecar yet (an upload in progress or interrupted); not checked"
+            ));
+            continue;
+        }
+        common::progress(format!(
+            "{name}: downloading {object} ({}/{})",
+            i + 1,
+            objects.len()
+        ));
+        match remote::fetch_checked(target.as_mut(), object, stage.path()) {
+            Ok(bytes) => downloaded_bytes += bytes,
+            Err(FetchError::Object(problem)) => problems.push(format!("{name}:{problem}")),
+            Err(FetchError::Target(error)) => return Ok(Err(error.to_string())),
+        }
+    }
+    let staged = DataDir {
+        dir: stage.path().to_owned(),
+        cluster: data.cluster.clone(),
+        key: data.key.clone(),
+        limits: data.limits.clone(),
+        json: data.json,
+        config_backups: crate::backup::BackupSettings::default(),
+    };
+    let report = verify_dir(&staged, check)?;
+    problems.extend(
+        report
+            .problems
+            .iter()
+            .map(|p| remote::name_objects(p, stage.path(), name)),
+    );
+    warnings.extend(
+        report
+            .warnings
+            .iter()
+            .map(|w| remote::name_objects(w, stage.path(), name)),
+    );
+    let mut json = report.json;
+    json["target"] = json!(target.describe());
+    json["objects"] = json!(catalogue.objects.len());
+    json["bytes"] = json!(catalogue.total_bytes());
+    json["downloaded_bytes"] = json!(downloaded_bytes);
+    Ok(Ok(Report {
+        problems,
+        warnings,
+        json,
+        summary: format!(
+            "{} ({} object(s)): {}",
+            target.describe(),
+            catalogue.objects.len(),
+            report.summary
+        ),
+    }))
+}
+
+/// The checks of one data directory (or a downloaded copy of a target).
+fn verify_dir(data: &DataDir, check: TreeCheck) -> anyhow::Result<Report> {
     let mut problems: Vec<String> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
 
@@ -231,35 +470,24 @@ pub fn exec(args: VerifyBackupsArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let ok = problems.is_empty();
-    let out = json!({
-        "ok": ok,
-        "problems": problems,
-        "warnings": warnings,
+    let json = json!({
         "snapshots": listed.snapshots.len(),
         "restore_points": restore_points,
         "segments": segments.len(),
         "wal_first_seq": first_seq,
         "wal_last_seq": wal_last_seq,
     });
-    let mut human = format!(
-        "{} snapshot(s) ({restore_points} restore point(s)), {} WAL segment(s), WAL seq {}..{}\n",
+    let summary = format!(
+        "{} snapshot(s) ({restore_points} restore point(s)), {} WAL segment(s), WAL seq {}..{}",
         listed.snapshots.len(),
         segments.len(),
         first_seq.map_or("-".to_owned(), |s| s.to_string()),
         wal_last_seq.map_or("-".to_owned(), |s| s.to_string()),
     );
-    for problem in &problems {
-        human.push_str(&format!("❌ {problem}\n"));
-    }
-    for warning in &warnings {
-        human.push_str(&format!("warning: {warning}\n"));
-    }
-    human.push_str(if ok {
-        "✓ All backups verified\n"
-    } else {
-        "❌ backup verification found problems\n"
-    });
-    data.emit(&out, &human)?;
-    Ok(common::exit_ok(ok))
+    Ok(Report {
+        problems,
+        warnings,
+        json,
+        summary,
+    })
 }

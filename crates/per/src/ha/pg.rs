@@ -11,9 +11,10 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// The schema, one migration per version; applied in order, each once, under an advisory lock.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS per_lease (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS per_lease (
          cluster    text PRIMARY KEY,
          holder     text NOT NULL,
          epoch      bigint NOT NULL,
@@ -28,7 +29,10 @@ const MIGRATIONS: &[(i32, &str)] = &[(
          committed_at timestamptz NOT NULL DEFAULT now(),
          PRIMARY KEY (cluster, first_seq)
      );",
-)];
+    ),
+    // Backup copies of snapshot files and sealed WAL segments (per_store::backup::PgTarget).
+    (2, per_store::backup::PG_SCHEMA),
+];
 
 /// Advisory lock key serializing migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x7065_725f_6861_0001;

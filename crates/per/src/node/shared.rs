@@ -87,6 +87,8 @@ pub struct Shared {
     pub redis: RedisStatus,
     /// Settler status (set once at start-up; unset: reported as disabled).
     pub settlement: std::sync::OnceLock<Arc<crate::settlement::SettlementStatus>>,
+    /// Remote backup targets' status (`/health.backups`).
+    pub backups: crate::backup::BackupBoard,
 }
 
 /// Seconds since the Unix epoch (the wall clock; only for reporting and record timestamps).
@@ -147,6 +149,7 @@ impl Shared {
             in_flight_writes: AtomicU64::new(0),
             redis: RedisStatus::default(),
             settlement: std::sync::OnceLock::new(),
+            backups: crate::backup::BackupBoard::default(),
         }
     }
 

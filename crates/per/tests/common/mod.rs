@@ -61,6 +61,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "PER_BATCH_AGE_SECS_MAX",
     "PER_L1_RETRY_TRIES",
     "PER_L1_RETRY_INITIAL_MS",
+    "PER_BACKUP_S3_URL",
+    "PER_BACKUP_LAG_MAX_SECS",
 ];
 
 /// `PER_BATCH_TXS_MAX` so high that no batch is sealed by count during a test: for tests that

@@ -1,0 +1,199 @@
+//! The `BackupTarget` contract, against real servers: Postgres at 127.0.0.1:5432
+//! (`PER_TEST_DATABASE_URL`) and S3 (moto's server, `python3 -m moto.server`; `.ci/run` installs
+//! `moto[server]`). Each test uses its own cluster / prefix.
+//!
+//! put is idempotent (same bytes: `AlreadyPresent`), never overwrites (other bytes: `Conflict`),
+//! get returns the bytes or `NotFound`, list is sorted with sizes, delete is idempotent, a server
+//! that is not there is `Unreachable`, and damage at rest in Postgres is `Corrupt`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use per_store::backup::{BackupError, BackupTarget, PG_SCHEMA, PgTarget, PutOutcome, S3Target};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn database_url() -> String {
+    std::env::var("PER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn unique(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("test-target-{test}-{}-{nanos}", std::process::id())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn pg_target(cluster: &str) -> PgTarget {
+    PgTarget::new(&database_url(), cluster, |client| {
+        client.batch_execute(PG_SCHEMA).map_err(|e| e.to_string())
+    })
+    .expect("postgres target")
+}
+
+/// One plain HTTP/1.1 request; returns the status code.
+fn http(port: u16, method: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+/// moto on a free port, killed on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start the S3 test server (python3 -m moto.server): {e}; install it with: python3 -m pip install 'moto[server]'")
+            });
+        let mut moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http(port, "GET", "/").is_none() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!(
+                    "the S3 test server (moto) exited with {status}; install it with: python3 -m pip install 'moto[server]'"
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto.child.try_wait().expect("moto running");
+        moto
+    }
+
+    fn target(&self, url: &str) -> S3Target {
+        let vars: Vec<(String, String)> = [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain([(
+            "AWS_ENDPOINT_URL".to_owned(),
+            format!("http://127.0.0.1:{}", self.port),
+        )])
+        .collect();
+        S3Target::from_url_and_vars(url, &vars).expect("s3 target")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn contract(target: &mut dyn BackupTarget) {
+    assert_eq!(target.list().expect("list").len(), 0);
+    let a = "snapshots/00000000000000000010-full.snap";
+    let b = "wal/00000000000000000001.wal.zst";
+    assert_eq!(target.put(a, b"alpha").expect("put"), PutOutcome::Stored);
+    assert_eq!(
+        target.put(a, b"alpha").expect("put again"),
+        PutOutcome::AlreadyPresent
+    );
+    match target.put(a, b"other") {
+        Err(BackupError::Conflict { name, .. }) => assert_eq!(name, a),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(target.get(a).expect("get"), b"alpha", "never overwritten");
+    assert!(matches!(
+        target.get("wal/missing.wal"),
+        Err(BackupError::NotFound { .. })
+    ));
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(target.put(b, &big).expect("put b"), PutOutcome::Stored);
+    assert_eq!(target.get(b).expect("get b"), big);
+    let listed: Vec<(String, u64)> = target
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|o| (o.name, o.bytes))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(a.to_owned(), 5), (b.to_owned(), big.len() as u64)]
+    );
+    target.delete(a).expect("delete");
+    target.delete(a).expect("delete again");
+    assert_eq!(target.list().expect("list").len(), 1);
+}
+
+#[test]
+fn postgres_target_keeps_the_contract_and_detects_damage_at_rest() {
+    let cluster = unique("pg");
+    let mut target = pg_target(&cluster);
+    contract(&mut target);
+    // Another cluster sees nothing of this one.
+    assert_eq!(
+        pg_target(&unique("pg-other")).list().expect("list").len(),
+        0
+    );
+    // A row damaged behind the target's back is Corrupt, never returned as data.
+    let name = "wal/00000000000000000001.wal.zst";
+    let mut client = postgres::Client::connect(&database_url(), postgres::NoTls).expect("connect");
+    let changed = client
+        .execute(
+            "UPDATE per_backup_objects SET bytes = overlay(bytes placing '\\x00'::bytea from 7 for 1)
+             WHERE cluster = $1 AND name = $2",
+            &[&cluster, &name],
+        )
+        .expect("damage");
+    assert_eq!(changed, 1);
+    assert!(matches!(target.get(name), Err(BackupError::Corrupt { .. })));
+    // Nothing listens there: unreachable, a retryable error.
+    let mut down = PgTarget::new(
+        &format!("postgres://postgres@127.0.0.1:{}/test", free_port()),
+        &cluster,
+        |_| Ok(()),
+    )
+    .expect("target");
+    assert!(down.list().expect_err("down").is_unreachable());
+}
+
+#[test]
+fn s3_target_keeps_the_contract() {
+    let moto = Moto::start();
+    assert_eq!(http(moto.port, "PUT", "/per-backups"), Some(200));
+    let prefix = unique("s3");
+    let mut target = moto.target(&format!("s3://per-backups/{prefix}"));
+    contract(&mut target);
+    // Another prefix sees nothing of this one.
+    let mut other = moto.target(&format!("s3://per-backups/{prefix}-other"));
+    assert_eq!(other.list().expect("list").len(), 0);
+    drop(moto);
+    assert!(target.list().expect_err("down").is_unreachable());
+}
