@@ -263,7 +263,7 @@ fn a_restart_between_submission_and_confirmation_never_settles_twice() {
     let mut node = Node::new();
     let (keypair, pubkey) = authority(node.tmp());
     let localnet = Localnet::start(&[(&pubkey, LAMPORTS)]);
-    let mut env = settlement_env(&[localnet.url.clone()], &keypair, 3);
+    let mut env = settlement_env(std::slice::from_ref(&localnet.url), &keypair, 3);
     env.push((
         "PER_FAILPOINT_ABORT_AFTER_SUBMIT_MS".to_owned(),
         "150".to_owned(),
