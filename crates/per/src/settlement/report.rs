@@ -54,7 +54,15 @@ pub fn batch_json(batch: &Batch) -> Value {
 pub fn report(shared: &Shared) -> SettlementReport {
     let now = unix_secs();
     let status = shared.settlement.get();
-    let state = status.map_or(SettlementState::Disabled, |s| s.state());
+    let state = match status.map_or(SettlementState::Disabled, |s| s.state()) {
+        // The settler notices a role change within a second; the role itself is authoritative.
+        SettlementState::Active
+            if shared.role() == crate::config::DeploymentMode::Standby || shared.is_fenced() =>
+        {
+            SettlementState::Standby
+        }
+        state => state,
+    };
     let Some(guard) = shared.read_state() else {
         return SettlementReport {
             state: state.as_str(),
