@@ -274,6 +274,7 @@ impl State {
                 .settlement
                 .unwrap_or_else(|| SettlementBook::new(image.merkle_root)),
             last_root: image.merkle_root,
+            check_every_group: false,
         })
     }
 

@@ -110,6 +110,9 @@ pub struct State {
     pub(crate) settlement: SettlementBook,
     /// Root of the last sealed (or replayed) commit group: what a batch seal must name.
     pub(crate) last_root: Field,
+    /// Replay rehashes at a seal inside a group and checks the root it names (set by replays
+    /// that check every group; recovery defers to one rehash at the end).
+    pub(crate) check_every_group: bool,
 }
 
 impl State {
@@ -128,7 +131,15 @@ impl State {
             leaves_max: limits.leaves_max.min(LEAF_CAPACITY),
             settlement: SettlementBook::new(crate::merkle::empty_root()),
             last_root: crate::merkle::empty_root(),
+            check_every_group: false,
         }
+    }
+
+    /// Makes replay check the root a batch seal names inside a commit group by rehashing there
+    /// (as `seal_replayed_group` does at a group's end), instead of trusting it until the
+    /// deferred check. For the HA follower and the verify verbs.
+    pub fn check_every_group(&mut self, on: bool) {
+        self.check_every_group = on;
     }
 
     /// Settlement state: the open batch, unsettled batches, the last settlement.
@@ -138,6 +149,13 @@ impl State {
 
     /// Applies a settlement event as `seq` (execution and replay share this path). A
     /// confirmation settles its batch's nullifiers and withdrawals. On error nothing changed.
+    ///
+    /// A count-triggered seal is logged inside the commit group, right after the transaction
+    /// that fills the batch, so a batch boundary never cuts a group short: the sequencer seals
+    /// the transactions before it (one rehash of their paths: the batch's new root) and goes on
+    /// in the same group. A replay meets the seal with those transactions still open and closes
+    /// them at the root it names, as at a group's end (with the deferred check of recovery; the
+    /// group's own end is checked as usual). Every other event has a commit group of its own.
     pub fn apply_settlement(
         &mut self,
         seq: u64,
@@ -149,14 +167,38 @@ impl State {
                 found: seq,
             });
         }
-        assert!(
-            self.open_group.is_empty(),
-            "settlement events are logged in their own commit group"
-        );
-        let settled = self
-            .settlement
-            .apply(event, self.last_root)
+        let in_group = !self.open_group.is_empty();
+        let root = match (in_group, event) {
+            (false, _) => self.last_root,
+            (true, SettlementEvent::BatchSealed { new_root, .. }) => *new_root,
+            (true, _) => {
+                return Err(ReplayError::Inconsistent {
+                    seq,
+                    what: "only a batch seal may share a commit group with transactions",
+                });
+            }
+        };
+        // Check on a copy first: a refused event changes nothing.
+        let mut book = self.settlement.clone();
+        let settled = book
+            .apply(event, root)
             .map_err(|error| ReplayError::Settlement { seq, error })?;
+        if in_group {
+            if self.check_every_group {
+                let computed = self.seal_group();
+                if computed != root {
+                    // The tree's commit only hashed: the caller discards this state.
+                    return Err(ReplayError::RootMismatch {
+                        seq,
+                        logged: root,
+                        computed,
+                    });
+                }
+            } else {
+                self.close_replayed_group_deferred(root);
+            }
+        }
+        self.settlement = book;
         if let Some((nullifiers, seq_last)) = settled {
             let settled: HashSet<Field> = nullifiers.into_iter().collect();
             self.pending_nullifiers.retain(|n| !settled.contains(n));
@@ -372,6 +414,8 @@ impl State {
                 computed,
             });
         }
+        // Everything up to here is checked: an earlier deferred root is moot.
+        self.deferred_root = None;
         Ok(())
     }
 

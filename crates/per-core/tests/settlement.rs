@@ -276,3 +276,69 @@ fn settlement_records_are_version_two_and_round_trip() {
     };
     assert_eq!(end.encode()[0], 1, "non-settlement records stay version 1");
 }
+
+/// A seal logged at the end of the group that fills the batch (before its group end): replay
+/// meets it while the group is open and checks its root when the group closes.
+#[test]
+fn a_seal_inside_its_group_replays_and_its_root_is_checked_where_every_group_is() {
+    let mut state = State::new(StateLimits::default());
+    let mut log = Vec::new();
+    pair(&mut state, 0, &mut log);
+    // The next group: two transactions, then the seal, then the group end (a count-triggered
+    // seal inside the group that fills the batch).
+    let mut group = Vec::new();
+    pair(&mut state, 1, &mut group);
+    let Some(Logged::End(_, root)) = group.pop() else {
+        panic!("pair ends with its group end");
+    };
+    let seal = state.settlement().seal_event(root, 5).expect("open batch");
+    let seq = state.seq() + 1;
+    state.apply_settlement(seq, &seal).unwrap();
+    group.push(Logged::Event(seq, seal.clone()));
+    group.push(Logged::End(seq, root));
+    log.extend(group.clone());
+    let replayed = replay(&log);
+    assert_eq!(replayed.settlement(), state.settlement());
+    assert_eq!(replayed.settlement().batches[0].tx_count, 4);
+
+    // The transactions before the seal take the seal's root as their receipts' root.
+    // A seal naming another root is refused where every group's root is checked.
+    let mut forged = log.clone();
+    for record in &mut forged {
+        if let Logged::Event(_, SettlementEvent::BatchSealed { new_root, .. }) = record {
+            *new_root = Field::from_u64(12345);
+        }
+    }
+    let mut fresh = State::new(StateLimits::default());
+    fresh.check_every_group(true);
+    let error = forged.iter().find_map(|record| match record {
+        Logged::Tx(seq, effects) => fresh.apply_effects(*seq, effects).err(),
+        Logged::Event(seq, event) => fresh.apply_settlement(*seq, event).err(),
+        Logged::End(_, root) => fresh.seal_replayed_group(*root).err(),
+    });
+    assert!(
+        matches!(error, Some(ReplayError::RootMismatch { seq: 5, .. })),
+        "{error:?}"
+    );
+    // Only a seal may share a group with transactions.
+    let mut other = State::new(StateLimits::default());
+    let mut scratch = Vec::new();
+    pair(&mut other, 0, &mut scratch);
+    let deposit = TxRequest::Deposit {
+        commitment: note(77, 1).commitment(),
+        amount: 1,
+        l1_deposit_ref: "x".to_owned(),
+    };
+    other.execute(&deposit.prepare().unwrap()).unwrap();
+    let refused = other.apply_settlement(
+        other.seq() + 1,
+        &SettlementEvent::Released {
+            batch_id: 1,
+            at_ms: 0,
+        },
+    );
+    assert!(
+        matches!(refused, Err(ReplayError::Inconsistent { .. })),
+        "{refused:?}"
+    );
+}

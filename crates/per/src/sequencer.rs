@@ -308,16 +308,6 @@ impl Sequencer {
         }
     }
 
-    /// Room left in the open batch: a commit group never crosses a batch boundary, so every
-    /// batch ends on a logged root.
-    fn batch_room(&self) -> usize {
-        let open = self
-            .shared
-            .read_state()
-            .map_or(0, |state| state.settlement().open.tx_count);
-        (self.limits.batch_txs_max.saturating_sub(open)).max(1) as usize
-    }
-
     /// Seals the open batch when it is full or old enough, and logs requested settlement
     /// events; between groups. Returns false if the writer failed.
     fn settle_between_groups(&mut self) -> bool {
@@ -408,7 +398,7 @@ impl Sequencer {
                     if let Some(sealed) = stats.sealed_segment {
                         planner.segment_sealed(sealed);
                     }
-                    planner.after_settlement(&state, event.clone(), root);
+                    planner.after_group(&state, Vec::new(), vec![(seq, event.clone())], root);
                 }
                 tracing::info!(
                     seq,
@@ -503,8 +493,7 @@ impl Sequencer {
         while let Some(first) = receiver.blocking_recv() {
             self.shared.heartbeat();
             self.push_command(&mut group, first);
-            let group_max = self.limits.group_records_max.min(self.batch_room());
-            while group.len() < group_max {
+            while group.len() < self.limits.group_records_max {
                 match receiver.try_recv() {
                     Ok(command) => self.push_command(&mut group, command),
                     Err(_) => break,
@@ -548,6 +537,7 @@ impl Sequencer {
         let mut answers = Vec::with_capacity(group.len());
         let mut used = 0;
         let mut logged = Vec::new();
+        let mut seals = Vec::new();
         for (tx, respond) in group.drain(..) {
             let answer = match state.execute(&tx) {
                 Ok(Execution::Applied(effects)) => {
@@ -563,6 +553,33 @@ impl Sequencer {
                     };
                     encode_into(&mut self.records, used, &record);
                     used += 1;
+                    if state.settlement().open.tx_count >= self.limits.batch_txs_max {
+                        // The batch is full: seal it here, inside the group (a batch boundary
+                        // never cuts a group short), at the root after this transaction.
+                        let root = state.seal_group();
+                        if let Some(seal) = state.settlement().seal_event(root, timestamp_ms) {
+                            let seq = state.seq() + 1;
+                            match state.apply_settlement(seq, &seal) {
+                                Ok(()) => {
+                                    let record = WalRecord::Settlement {
+                                        seq,
+                                        epoch,
+                                        timestamp_ms,
+                                        event: seal.clone(),
+                                    };
+                                    encode_into(&mut self.records, used, &record);
+                                    used += 1;
+                                    tracing::info!(seq, "batch sealed");
+                                    seals.push((seq, seal));
+                                }
+                                // A bug: the book derived this seal itself. The batch stays open.
+                                Err(error) => tracing::error!(
+                                    %error,
+                                    "batch seal refused by the settlement book"
+                                ),
+                            }
+                        }
+                    }
                     Answer::Receipt(tx.digest)
                 }
                 Ok(Execution::Duplicate(receipt)) => {
@@ -589,7 +606,9 @@ impl Sequencer {
             match self.persist(first_seq, state.seq(), epoch, used) {
                 Ok(stats) => {
                     let metrics = &self.shared.metrics;
-                    metrics.commit_group_size.observe((used - 1) as f64);
+                    metrics
+                        .commit_group_size
+                        .observe((used - 1 - seals.len()) as f64);
                     metrics.seq.set(state.seq() as i64);
                     metrics
                         .pending_transactions
@@ -601,7 +620,7 @@ impl Sequencer {
                         planner.segment_sealed(sealed);
                     }
                     if let Some(planner) = self.snapshots.as_mut() {
-                        planner.after_group(&state, logged, root);
+                        planner.after_group(&state, logged, seals, root);
                     }
                 }
                 Err(()) => {

@@ -285,6 +285,8 @@ impl Follower {
                 group.first_seq, group.last_seq
             ))
         };
+        // Like every group's root, a batch seal's root is checked when replayed.
+        state.check_every_group(true);
         let mut logged = Vec::new();
         let mut settled = Vec::new();
         let mut root = None;
@@ -309,7 +311,7 @@ impl Follower {
                         .apply_settlement(*seq, event)
                         .map_err(|e| diverged(e.to_string()))?;
                     if self.planner.is_some() {
-                        settled.push(event.clone());
+                        settled.push((*seq, event.clone()));
                     }
                 }
                 WalRecord::GroupEnd {
@@ -336,11 +338,7 @@ impl Follower {
         let Some(root) = root else {
             return Err(diverged("no GroupEnd".to_owned()));
         };
-        if !settled.is_empty() && (settled.len() > 1 || !logged.is_empty()) {
-            return Err(diverged(
-                "a settlement record shares its commit group".to_owned(),
-            ));
-        }
+
         if self.wal.epoch() != group.epoch {
             self.wal.set_epoch(group.epoch);
         }
@@ -359,10 +357,7 @@ impl Follower {
             if let Some(sealed) = stats.sealed_segment {
                 planner.segment_sealed(sealed);
             }
-            match settled.pop() {
-                Some(event) => planner.after_settlement(&state, event, root),
-                None => planner.after_group(&state, logged, root),
-            }
+            planner.after_group(&state, logged, settled, root);
         }
         self.seq = state.seq();
         self.shared.follow_epoch(group.epoch);

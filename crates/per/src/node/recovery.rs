@@ -311,6 +311,7 @@ pub fn replay(
     records: &[(WalRecord, &FramePos)],
     check: RootCheck,
 ) -> Result<ReplayStats, RecoveryError> {
+    state.check_every_group(matches!(check, RootCheck::EveryGroup));
     let snapshot_seq = state.seq();
     let mut stats = ReplayStats::default();
     let mut checked_continuity = false;
@@ -360,6 +361,7 @@ pub fn replay(
             }
         }
     }
+    state.check_every_group(false);
     state.verify_deferred().map_err(RecoveryError::FinalRoot)?;
     Ok(stats)
 }

@@ -153,21 +153,24 @@ pub fn spawn(
 
 impl SnapshotPlanner {
     /// Records a durable group's effects; snapshots when `every_txs` have accumulated.
-    pub fn after_group(&mut self, state: &State, records: Vec<(u64, TxEffects)>, root: Field) {
-        if records.is_empty() {
+    /// `settlement` holds the group's settlement records (a batch seal at its end, or the one
+    /// event of a settlement group).
+    pub fn after_group(
+        &mut self,
+        state: &State,
+        records: Vec<(u64, TxEffects)>,
+        settlement: Vec<(u64, SettlementEvent)>,
+        root: Field,
+    ) {
+        if records.is_empty() && settlement.is_empty() {
             return;
         }
         self.pending.extend(records);
+        self.pending_settlement.extend(settlement);
         self.group_ends.push((state.seq(), root));
         if self.pending.len() as u64 >= self.policy.every_txs {
             self.take(state, false, None);
         }
-    }
-
-    /// Records a durable settlement record (its own commit group) for the next delta.
-    pub fn after_settlement(&mut self, state: &State, event: SettlementEvent, root: Field) {
-        self.pending_settlement.push((state.seq(), event));
-        self.group_ends.push((state.seq(), root));
     }
 
     /// Time trigger, called about once a second.

@@ -1,7 +1,7 @@
 //! Settlement to Solana L1 (DESIGN.md §7): the node's side.
 //!
-//! - Batches are sealed by the sequencer (a commit group never crosses a batch boundary, so each
-//!   batch ends on a logged root); every status change is a WAL record ([`per_core::settlement`]).
+//! - Batches are sealed by the sequencer (a seal record right after the batch's last transaction,
+//!   naming the root after it); every status change is a WAL record ([`per_core::settlement`]).
 //! - [`settler`] walks the unsettled batches in order and settles the oldest through `per-l1`,
 //!   logging the signature of every transaction before it is sent, so a crash or failover never
 //!   settles a batch twice. Exhausted retries queue the batch and degrade `/health`.
