@@ -425,16 +425,6 @@ impl SettlementBook {
             .map(|b| b.batch_id)
     }
 
-    /// Checks an event against the book without changing it (the sequencer checks before it
-    /// logs; replay applies).
-    pub fn check(
-        &self,
-        event: &SettlementEvent,
-        current_root: Field,
-    ) -> Result<(), SettlementError> {
-        self.clone().apply(event, current_root).map(|_| ())
-    }
-
     /// Applies an event. `current_root` is the root of the last sealed group (a seal's new root).
     /// Returns the nullifiers and the last seq that became settled, for a confirmation.
     /// On error nothing changed.

@@ -178,9 +178,10 @@ impl State {
                 });
             }
         };
-        // Check on a copy first: a refused event changes nothing.
-        let mut book = self.settlement.clone();
-        let settled = book
+        // `SettlementBook::apply` checks before it changes anything: a refused event changes
+        // nothing.
+        let settled = self
+            .settlement
             .apply(event, root)
             .map_err(|error| ReplayError::Settlement { seq, error })?;
         if in_group {
@@ -198,7 +199,6 @@ impl State {
                 self.close_replayed_group_deferred(root);
             }
         }
-        self.settlement = book;
         if let Some((nullifiers, seq_last)) = settled {
             let settled: HashSet<Field> = nullifiers.into_iter().collect();
             self.pending_nullifiers.retain(|n| !settled.contains(n));

@@ -311,9 +311,13 @@ impl Sequencer {
     /// Seals the open batch when it is full or old enough, and logs requested settlement
     /// events; between groups. Returns false if the writer failed.
     fn settle_between_groups(&mut self) -> bool {
-        let (open_count, root) = match self.shared.read_state() {
-            Some(state) => (state.settlement().open.tx_count, state.root()),
-            None => return false,
+        // Full batches are sealed inside their commit group (`commit_group`); here only by age.
+        let Some(open_count) = self
+            .shared
+            .read_state()
+            .map(|state| state.settlement().open.tx_count)
+        else {
+            return false;
         };
         if open_count == 0 {
             self.batch_opened = None;
@@ -323,16 +327,16 @@ impl Sequencer {
         let aged = self
             .batch_opened
             .is_some_and(|opened| opened.elapsed() >= self.limits.batch_age_max);
-        if open_count > 0 && (open_count >= self.limits.batch_txs_max || aged) {
+        if aged {
             let seal = self
                 .shared
                 .read_state()
-                .and_then(|state| state.settlement().seal_event(root, unix_millis()));
+                .and_then(|state| state.settlement().seal_event(state.root(), unix_millis()));
             if let Some(seal) = seal {
                 match self.log_settlement(seal) {
                     Ok(seq) => {
                         self.batch_opened = None;
-                        tracing::info!(seq, tx_count = open_count, aged, "batch sealed");
+                        tracing::info!(seq, tx_count = open_count, "batch sealed by age");
                     }
                     Err(SettleLogError::Refused(error)) => {
                         // A bug: the book derived this seal itself.
