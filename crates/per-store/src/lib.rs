@@ -15,6 +15,7 @@
 pub mod backup;
 pub mod crypto;
 pub mod snapshot;
+pub mod storage;
 pub mod wal;
 
 pub use backup::{

@@ -427,7 +427,7 @@ impl Sequencer {
         used: usize,
     ) -> Result<AppendStats, ()> {
         let frames: Vec<&[u8]> = self.records[..used].iter().map(Vec::as_slice).collect();
-        let stats = match self.wal.append_group(first_seq, &frames) {
+        let stats = match self.wal.append_group_seqs(first_seq, last_seq, &frames) {
             Ok(stats) => stats,
             Err(error) => {
                 tracing::error!(

@@ -7,9 +7,10 @@ use super::format::{
 };
 use super::{SnapshotFile, SnapshotKind, SnapshotMeta, WRITER_VERSION};
 use crate::crypto::{EncryptionKey, SEAL_OVERHEAD};
+use crate::storage::{RealStorage, Storage};
 use sha2::{Digest, Sha256};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Buffer size for hashing a file in [`verify_sidecar`].
@@ -62,7 +63,37 @@ pub fn write_snapshot(
     body: &[u8],
     key: Option<&EncryptionKey>,
 ) -> Result<SnapshotFile, SnapshotError> {
-    write_snapshot_until(dir, kind, seq, epoch, base, created_ms, body, key, None)
+    write_snapshot_until(
+        &RealStorage,
+        dir,
+        kind,
+        seq,
+        epoch,
+        base,
+        created_ms,
+        body,
+        key,
+        None,
+    )
+}
+
+/// [`write_snapshot`] with every write, sync, link, rename and removal going through `storage`
+/// (a [`SimDisk`](crate::storage::sim::SimDisk) in power-loss tests).
+#[allow(clippy::too_many_arguments)]
+pub fn write_snapshot_with(
+    storage: &dyn Storage,
+    dir: &Path,
+    kind: SnapshotKind,
+    seq: u64,
+    epoch: u64,
+    base: Option<(u64, [u8; 32])>,
+    created_ms: u64,
+    body: &[u8],
+    key: Option<&EncryptionKey>,
+) -> Result<SnapshotFile, SnapshotError> {
+    write_snapshot_until(
+        storage, dir, kind, seq, epoch, base, created_ms, body, key, None,
+    )
 }
 
 /// [`write_snapshot`], stopping after `stop_after` as if the process had crashed there. For crash
@@ -81,6 +112,7 @@ pub fn write_snapshot_interrupted(
     stop_after: WriteStep,
 ) -> Result<(), SnapshotError> {
     write_snapshot_until(
+        &RealStorage,
         dir,
         kind,
         seq,
@@ -96,6 +128,7 @@ pub fn write_snapshot_interrupted(
 
 #[allow(clippy::too_many_arguments)]
 fn write_snapshot_until(
+    storage: &dyn Storage,
     dir: &Path,
     kind: SnapshotKind,
     seq: u64,
@@ -178,9 +211,9 @@ fn write_snapshot_until(
     };
 
     let created_dir = ensure_dir(dir)?;
-    let dir_handle = File::open(dir).map_err(io_error(dir))?;
+    let sync_dir = || storage.sync_dir(dir).map_err(io_error(dir));
     if created_dir {
-        dir_handle.sync_all().map_err(io_error(dir))?;
+        sync_dir()?;
     }
 
     // Same seq and kind twice is a caller bug, unless it is a byte-identical retry (possible only
@@ -194,7 +227,7 @@ fn write_snapshot_until(
                 return Err(SnapshotError::AlreadyExists { path });
             }
             if verify_sidecar(&path).is_err() {
-                publish_sidecar(dir, &dir_handle, &path, &name, &file_digest, None)?;
+                publish_sidecar(storage, dir, &path, &name, &file_digest, None)?;
             }
             return Ok(done(header.meta));
         }
@@ -204,14 +237,10 @@ fn write_snapshot_until(
 
     // 1. The file, under a temporary name.
     let tmp = tmp_path(&path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let mut file = storage.create(&tmp).map_err(io_error(&tmp))?;
+    file.write_at(0, &header_bytes).map_err(io_error(&tmp))?;
+    file.write_at(HEADER_LEN as u64, stored_body)
         .map_err(io_error(&tmp))?;
-    file.write_all(&header_bytes).map_err(io_error(&tmp))?;
-    file.write_all(stored_body).map_err(io_error(&tmp))?;
     file.sync_all().map_err(io_error(&tmp))?;
     drop(file);
     if stop_after == Some(WriteStep::SnapTmpSynced) {
@@ -221,13 +250,13 @@ fn write_snapshot_until(
     // 2. The sidecar, published before the file: a `.snap` under its final name always has its
     //    sidecar. A crash between the two leaves an orphan sidecar, which listing reports and the
     //    next write of this snapshot replaces.
-    if publish_sidecar(dir, &dir_handle, &path, &name, &file_digest, stop_after)? {
+    if publish_sidecar(storage, dir, &path, &name, &file_digest, stop_after)? {
         return Ok(done(header.meta));
     }
 
     // 3. The file under its final name. `link` fails if the name exists (rename would replace it),
     //    so even a concurrent writer cannot clobber a snapshot; then the temporary name goes.
-    match fs::hard_link(&tmp, &path) {
+    match storage.hard_link(&tmp, &path) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
             return Err(SnapshotError::AlreadyExists { path });
@@ -238,19 +267,19 @@ fn write_snapshot_until(
             if fs::symlink_metadata(&path).is_ok() {
                 return Err(SnapshotError::AlreadyExists { path });
             }
-            fs::rename(&tmp, &path).map_err(io_error(&path))?;
+            storage.rename(&tmp, &path).map_err(io_error(&path))?;
         }
     }
-    dir_handle.sync_all().map_err(io_error(dir))?;
+    sync_dir()?;
     if stop_after == Some(WriteStep::SnapLinked) {
         return Ok(done(header.meta));
     }
-    match fs::remove_file(&tmp) {
+    match storage.remove(&tmp) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(source) => return Err(SnapshotError::Io { path: tmp, source }),
     }
-    dir_handle.sync_all().map_err(io_error(dir))?;
+    sync_dir()?;
     Ok(done(header.meta))
 }
 
@@ -271,8 +300,8 @@ fn ensure_dir(dir: &Path) -> Result<bool, SnapshotError> {
 /// Writes `<path>.sha256` via `.tmp` + fsync + rename + directory fsync. Returns `true` if stopped
 /// early by the test hook.
 fn publish_sidecar(
+    storage: &dyn Storage,
     dir: &Path,
-    dir_handle: &File,
     path: &Path,
     name: &str,
     digest: &[u8; 32],
@@ -280,21 +309,16 @@ fn publish_sidecar(
 ) -> Result<bool, SnapshotError> {
     let sidecar = sidecar_path(path);
     let tmp = tmp_path(&sidecar);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_error(&tmp))?;
-    file.write_all(format::sidecar_line(digest, name).as_bytes())
+    let mut file = storage.create(&tmp).map_err(io_error(&tmp))?;
+    file.write_at(0, format::sidecar_line(digest, name).as_bytes())
         .map_err(io_error(&tmp))?;
     file.sync_all().map_err(io_error(&tmp))?;
     drop(file);
     if stop_after == Some(WriteStep::SidecarTmpSynced) {
         return Ok(true);
     }
-    fs::rename(&tmp, &sidecar).map_err(io_error(&sidecar))?;
-    dir_handle.sync_all().map_err(io_error(dir))?;
+    storage.rename(&tmp, &sidecar).map_err(io_error(&sidecar))?;
+    storage.sync_dir(dir).map_err(io_error(dir))?;
     Ok(stop_after == Some(WriteStep::SidecarPublished))
 }
 

@@ -122,7 +122,9 @@ mod list;
 pub use error::{ChainBreak, HeaderDamage, SnapshotError};
 #[doc(hidden)]
 pub use file::{WriteStep, write_snapshot_interrupted};
-pub use file::{read_meta, read_snapshot, sidecar_path, verify_sidecar, write_snapshot};
+pub use file::{
+    read_meta, read_snapshot, sidecar_path, verify_sidecar, write_snapshot, write_snapshot_with,
+};
 pub use format::{FORMAT_VERSION, HEADER_LEN, MAGIC, parse_snapshot_file_name, snapshot_file_name};
 pub use list::{
     KEEP_RESTORE_POINTS_MIN_DEFAULT, ListedSnapshot, RetentionPlan, SnapshotListing,

@@ -25,6 +25,37 @@ pub enum WalError {
         source: io::Error,
     },
 
+    /// At open, making the recovered WAL durable failed (an fsync of a segment, a `.broken` copy or
+    /// the directory). The page cache may show data the disk never got (after an earlier fsync
+    /// error, Linux marks such pages clean), so nothing may be read, replayed or acknowledged from
+    /// it: the node refuses to start (see docs/RUNBOOK.md, 'fsync error').
+    #[error(
+        "cannot make the WAL durable at open: fsync of {} failed: {source}; refusing to start (see docs/RUNBOOK.md, 'fsync error')",
+        path.display()
+    )]
+    SyncAtOpen {
+        /// The file or directory whose fsync failed.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A commit group does not continue the WAL's seq: appending it would leave a hole (or reuse a
+    /// seq). Nothing was written and the writer is poisoned.
+    #[error(
+        "WAL in {} ends at seq {last_seq}, but the next group starts at {first_seq}; refusing to append after a hole (writer poisoned)",
+        dir.display()
+    )]
+    SeqGap {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// The last seq in the WAL.
+        last_seq: u64,
+        /// The first seq of the refused group.
+        first_seq: u64,
+    },
+
     /// Damage that is not a torn write: the node must not start until an operator has looked.
     #[error(
         "WAL corruption in {} at offset {offset}: {kind}; refusing to start (see docs/RUNBOOK.md, 'State corruption')",
@@ -166,6 +197,12 @@ pub enum InvalidGroupReason {
         length: usize,
         /// `record_bytes_max`.
         max: u32,
+    },
+    /// A group's last seq lies before its first.
+    #[error("the group's last seq {last_seq} lies before its first seq")]
+    LastSeqBeforeFirst {
+        /// The last seq given.
+        last_seq: u64,
     },
     /// A new segment must be named by a first seq larger than the current segment's.
     #[error("a new segment needs a first seq above the current segment's ({current_first_seq})")]

@@ -15,6 +15,10 @@
 //! - **Fail-stop.** A failed write or sync poisons the writer: it refuses every later write. An fsync
 //!   is never retried, because after a failure the page cache may have dropped the dirty pages and a
 //!   second fsync could "succeed" without the data.
+//! - **Durable at open.** Nothing read back at open is trusted before it is durable (see
+//!   [Durability at open](#durability-at-open)); a failure there refuses to open.
+//! - **No holes.** [`Wal::append_group_seqs`] refuses (and poisons) a group that does not start
+//!   exactly one above the WAL's last seq ([`WalError::SeqGap`]).
 //! - **Nothing is skipped silently.** Recovery either returns every intact frame in order, or refuses
 //!   with a typed error naming the segment file and byte offset. The only thing it removes is a torn
 //!   tail, and it keeps a `.broken` copy of those bytes first (besides leftover `.tmp` files and a
@@ -137,6 +141,27 @@
 //! Known limits of the classification: bit rot in the very last frame looks exactly like a torn write
 //! and is cut (with a `.broken` copy); and a torn group whose later sectors reached the disk before
 //! its earlier ones is reported as corruption, refusing to start (the safe side).
+//!
+//! # Durability at open
+//! A `kill -9` between a group's `write` and its `fdatasync` leaves a complete group in the page
+//! cache: recovery reads it and the node replays it, and a client's retry is then answered from it
+//! ("duplicate", 200) although the disk may not hold it. So [`Wal::open`], before reading anything,
+//! fsyncs every segment, compressed segment and `.broken` copy and then the directory (and a torn
+//! tail is cut with its `.broken` copy fsynced and the directory synced before the segment is
+//! truncated and fsynced). Every group recovery returns is therefore durable before anything is
+//! acknowledged again, so a duplicate answer is never given for a transaction that is not on disk.
+//!
+//! **After an fdatasync error** (the writer poisoned, the process exited 1): Linux marks the pages
+//! whose writeback failed clean, so the page cache may still show data the disk never got, and a
+//! later fsync of them reports success ("fsyncgate", PostgreSQL 2018). A restart therefore trusts
+//! only the device: after the syncs, open asks the kernel to drop the cached pages of every WAL file
+//! (`posix_fadvise(DONTNEED)`, best effort: it drops clean, unmapped pages), so recovery reads what
+//! the disk holds; a group that never reached it shows up as a torn tail (cut) or is absent. If any
+//! of the syncs fails again, open refuses with [`WalError::SyncAtOpen`] naming the file, and the node
+//! does not start. Limit: eviction is advisory; direct I/O would be the complete answer.
+//!
+//! Every write of the writer and of the snapshot publisher goes through the
+//! [`Storage`](crate::storage::Storage) seam, so the power-loss tests run it on a simulated disk.
 //!
 //! # Test hook
 //! If the environment variable `PER_FAILPOINT_FSYNC_AFTER=N` is set when [`Wal::open`] runs, the

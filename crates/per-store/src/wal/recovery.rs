@@ -10,8 +10,8 @@ use super::frame;
 use super::reader::scan_segment;
 use super::segment::{self, DirEntryKind, classify_file_name, cut_segment};
 use super::{FramePos, RecoveredFrame, Recovery, SegmentSummary, TornTail, WalOptions};
+use crate::storage::Storage;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// One segment of the directory, in whichever form it is stored.
@@ -175,8 +175,12 @@ pub fn classify(dir: &Path, opts: &WalOptions) -> Result<Recovery, WalError> {
 }
 
 /// Cuts the torn tail found by [`classify`], keeping a `.broken` copy, and records the copy's path.
-pub fn apply_torn_tail(torn: &mut TornTail, dir: &Path, dir_handle: &File) -> Result<(), WalError> {
-    let copy = cut_segment(&torn.segment, torn.offset, dir, dir_handle)?;
+pub fn apply_torn_tail(
+    torn: &mut TornTail,
+    dir: &Path,
+    storage: &dyn Storage,
+) -> Result<(), WalError> {
+    let copy = cut_segment(storage, &torn.segment, torn.offset, dir)?;
     tracing::warn!(
         segment = %torn.segment.display(),
         offset = torn.offset,
@@ -194,17 +198,17 @@ pub fn apply_torn_tail(torn: &mut TornTail, dir: &Path, dir_handle: &File) -> Re
 pub fn remove_duplicates(
     duplicates: &[PathBuf],
     dir: &Path,
-    dir_handle: &File,
+    storage: &dyn Storage,
 ) -> Result<(), WalError> {
     for path in duplicates {
         tracing::warn!(
             file = %path.display(),
             "deleting the compressed copy of a WAL segment whose compression was interrupted (identical to the .wal, which is kept)"
         );
-        std::fs::remove_file(path).map_err(io_error(path))?;
+        storage.remove(path).map_err(io_error(path))?;
     }
     if !duplicates.is_empty() {
-        segment::sync_dir(dir, dir_handle)?;
+        segment::sync_dir_in(storage, dir)?;
     }
     Ok(())
 }
@@ -214,14 +218,14 @@ pub fn remove_duplicates(
 pub fn remove_tmp_files(
     tmp_files: &[PathBuf],
     dir: &Path,
-    dir_handle: &File,
+    storage: &dyn Storage,
 ) -> Result<(), WalError> {
     for path in tmp_files {
         tracing::warn!(file = %path.display(), "deleting leftover unfinished WAL segment");
-        std::fs::remove_file(path).map_err(io_error(path))?;
+        storage.remove(path).map_err(io_error(path))?;
     }
     if !tmp_files.is_empty() {
-        segment::sync_dir(dir, dir_handle)?;
+        segment::sync_dir_in(storage, dir)?;
     }
     Ok(())
 }

@@ -4,9 +4,10 @@
 //! decoder, so the spec and the code cannot drift apart in two places.
 
 use super::error::{HeaderDamage, WalError, io_error};
+use crate::storage::{Storage, StorageFile};
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Size of the segment header in bytes; the first frame starts here.
@@ -216,19 +217,25 @@ pub fn open_dir(dir: &Path) -> Result<File, WalError> {
     File::open(dir).map_err(io_error(dir))
 }
 
-/// Makes renames, creations and deletions in `dir` durable.
+/// Makes renames, creations and deletions in `dir` durable (through an open handle; for the
+/// paths that do not go through the [`Storage`] seam: compression and retention).
 pub fn sync_dir(dir: &Path, handle: &File) -> Result<(), WalError> {
     handle.sync_all().map_err(io_error(dir))
+}
+
+/// Makes renames, creations and deletions in `dir` durable, through the storage seam.
+pub fn sync_dir_in(storage: &dyn Storage, dir: &Path) -> Result<(), WalError> {
+    storage.sync_dir(dir).map_err(io_error(dir))
 }
 
 /// Creates the segment for `header.first_seq` atomically: write `<name>.tmp`, fsync, rename, fsync
 /// the directory. A crash at any point leaves either no segment or a complete header, never a
 /// header-less segment. Returns the open file, positioned after the header, and its path.
 pub fn create_segment(
+    storage: &dyn Storage,
     dir: &Path,
-    dir_handle: &File,
     header: &SegmentHeader,
-) -> Result<(File, PathBuf), WalError> {
+) -> Result<(Box<dyn StorageFile>, PathBuf), WalError> {
     let name = segment_file_name(header.first_seq);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
@@ -243,30 +250,24 @@ pub fn create_segment(
             ),
         });
     }
-    publish_header(dir, dir_handle, &tmp, path, header)
+    publish_header(storage, dir, &tmp, path, header)
 }
 
 /// Writes `header` into `tmp`, fsyncs it, renames it to `path` and fsyncs the directory: a crash
 /// leaves either no file (or the old one) or the complete new header under `path`. Returns the open
 /// file, positioned after the header.
 fn publish_header(
+    storage: &dyn Storage,
     dir: &Path,
-    dir_handle: &File,
     tmp: &Path,
     path: PathBuf,
     header: &SegmentHeader,
-) -> Result<(File, PathBuf), WalError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(io_error(tmp))?;
-    file.write_all(&header.encode()).map_err(io_error(tmp))?;
+) -> Result<(Box<dyn StorageFile>, PathBuf), WalError> {
+    let mut file = storage.create(tmp).map_err(io_error(tmp))?;
+    file.write_at(0, &header.encode()).map_err(io_error(tmp))?;
     file.sync_all().map_err(io_error(tmp))?;
-    fs::rename(tmp, &path).map_err(io_error(&path))?;
-    sync_dir(dir, dir_handle)?;
+    storage.rename(tmp, &path).map_err(io_error(&path))?;
+    sync_dir_in(storage, dir)?;
     Ok((file, path))
 }
 
@@ -276,10 +277,10 @@ fn publish_header(
 /// rotated away (the next group must carry its name), and it holds nothing to lose. A crash leaves
 /// either the old or the new header. Returns the open new file, positioned after the header.
 pub fn replace_empty_segment(
+    storage: &dyn Storage,
     dir: &Path,
-    dir_handle: &File,
     header: &SegmentHeader,
-) -> Result<(File, PathBuf), WalError> {
+) -> Result<(Box<dyn StorageFile>, PathBuf), WalError> {
     let name = segment_file_name(header.first_seq);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
@@ -292,7 +293,7 @@ pub fn replace_empty_segment(
             )),
         });
     }
-    publish_header(dir, dir_handle, &tmp, path, header)
+    publish_header(storage, dir, &tmp, path, header)
 }
 
 /// Cuts `segment` back to `offset`, first saving the cut bytes to `<segment>.<offset>.broken` (or
@@ -300,25 +301,23 @@ pub fn replace_empty_segment(
 /// Order matters: the copy is durable before the cut, so a crash in between leaves both and the next
 /// recovery simply repeats the cut. Returns the path of the copy.
 pub fn cut_segment(
+    storage: &dyn Storage,
     segment: &Path,
     offset: u64,
     dir: &Path,
-    dir_handle: &File,
 ) -> Result<PathBuf, WalError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(segment)
-        .map_err(io_error(segment))?;
     let mut cut = Vec::new();
-    file.seek(SeekFrom::Start(offset))
+    let mut reader = File::open(segment).map_err(io_error(segment))?;
+    reader
+        .seek(SeekFrom::Start(offset))
         .map_err(io_error(segment))?;
-    file.read_to_end(&mut cut).map_err(io_error(segment))?;
+    reader.read_to_end(&mut cut).map_err(io_error(segment))?;
+    let mut file = storage.open_write(segment).map_err(io_error(segment))?;
 
-    let (mut copy, copy_path) = create_broken_file(segment, offset)?;
-    copy.write_all(&cut).map_err(io_error(&copy_path))?;
+    let (mut copy, copy_path) = create_broken_file(storage, segment, offset)?;
+    copy.write_at(0, &cut).map_err(io_error(&copy_path))?;
     copy.sync_all().map_err(io_error(&copy_path))?;
-    sync_dir(dir, dir_handle)?;
+    sync_dir_in(storage, dir)?;
 
     file.set_len(offset).map_err(io_error(segment))?;
     // sync_all, not sync_data: the new file size is the whole point of this call.
@@ -326,11 +325,15 @@ pub fn cut_segment(
     Ok(copy_path)
 }
 
-fn create_broken_file(segment: &Path, offset: u64) -> Result<(File, PathBuf), WalError> {
+fn create_broken_file(
+    storage: &dyn Storage,
+    segment: &Path,
+    offset: u64,
+) -> Result<(Box<dyn StorageFile>, PathBuf), WalError> {
     let base = segment.as_os_str().to_string_lossy().into_owned();
     let mut path = PathBuf::from(format!("{base}.{offset}{BROKEN_SUFFIX}"));
     for attempt in 1..=BROKEN_NAME_ATTEMPTS_MAX {
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
+        match storage.create_new(&path) {
             Ok(file) => return Ok((file, path)),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                 // An earlier recovery cut at the same offset; keep its copy too.

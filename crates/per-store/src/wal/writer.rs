@@ -9,8 +9,9 @@ use super::recovery;
 use super::segment::{self, HEADER_LEN, SegmentHeader};
 use super::{AppendStats, FramePos, Recovery, SegmentSummary, WalOptions};
 use crate::crypto::{EncryptionKey, SEAL_OVERHEAD};
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use crate::storage::{RealStorage, SharedStorage, Storage, StorageFile};
+use std::fs::{File, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -24,8 +25,10 @@ pub const FAILPOINT_FSYNC_AFTER_ENV: &str = "PER_FAILPOINT_FSYNC_AFTER";
 /// (enforced across processes by an advisory lock on the directory).
 pub struct Wal {
     dir: PathBuf,
-    /// Open for directory fsyncs; holds the exclusive lock while the `Wal` lives.
-    dir_handle: File,
+    /// Holds the exclusive lock on the directory while the `Wal` lives.
+    _dir_lock: File,
+    /// Where every write, sync, rename and removal goes (the real file system in production).
+    storage: SharedStorage,
     segment_bytes_max: u64,
     record_bytes_max: u32,
     cluster_id: [u8; 16],
@@ -43,6 +46,10 @@ pub struct Wal {
     buffer: Vec<u8>,
     poisoned: bool,
     failpoint: SyncFailpoint,
+    /// The seq of the last record known to be in the WAL, when known: after
+    /// [`Wal::append_group_seqs`] or [`Wal::resume_after`]. The next group must start exactly one
+    /// above it.
+    last_seq: Option<u64>,
 }
 
 /// Hand-written so the group buffer (record bytes, possibly private) never reaches a log line.
@@ -64,7 +71,7 @@ impl std::fmt::Debug for Wal {
 
 #[derive(Debug)]
 struct ActiveSegment {
-    file: File,
+    file: Box<dyn StorageFile>,
     path: PathBuf,
     first_seq: u64,
     /// Current length, which is also the write position.
@@ -101,7 +108,22 @@ impl Wal {
     ///
     /// Errors: [`WalError::Locked`] if another writer has the directory, and the typed refusals of
     /// the [recovery classification](super#recovery-classification).
+    ///
+    /// Before it reads anything, it makes durable what the directory holds (see
+    /// [durability at open](super#durability-at-open)): every segment, compressed segment and
+    /// `.broken` copy is fsynced and its cached pages dropped, then the directory is fsynced. If
+    /// any of those syncs fails it refuses with [`WalError::SyncAtOpen`]: what the page cache shows
+    /// may never have reached the disk, so nothing read from it may be acknowledged again.
     pub fn open(opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        Wal::open_with(opts, RealStorage::shared())
+    }
+
+    /// [`Wal::open`] with every write going through `storage` (a
+    /// [`SimDisk`](crate::storage::sim::SimDisk) in crash tests; [`RealStorage`] otherwise).
+    pub fn open_with(
+        opts: WalOptions,
+        storage: SharedStorage,
+    ) -> Result<(Wal, Recovery), WalError> {
         validate(&opts)?;
         create_dir_durably(&opts.dir)?;
         let dir_handle = segment::open_dir(&opts.dir)?;
@@ -120,11 +142,12 @@ impl Wal {
             }
         }
 
+        make_durable_at_open(storage.as_ref(), &opts.dir)?;
         let mut recovery = recovery::classify(&opts.dir, &opts)?;
-        recovery::remove_tmp_files(&recovery.tmp_files, &opts.dir, &dir_handle)?;
-        recovery::remove_duplicates(&recovery.duplicate_compressed, &opts.dir, &dir_handle)?;
+        recovery::remove_tmp_files(&recovery.tmp_files, &opts.dir, storage.as_ref())?;
+        recovery::remove_duplicates(&recovery.duplicate_compressed, &opts.dir, storage.as_ref())?;
         if let Some(torn) = recovery.torn_tail.as_mut() {
-            recovery::apply_torn_tail(torn, &opts.dir, &dir_handle)?;
+            recovery::apply_torn_tail(torn, &opts.dir, storage.as_ref())?;
         }
 
         let mut sealed: Vec<SealedSegment> = recovery
@@ -138,7 +161,7 @@ impl Wal {
         // A compressed last segment is sealed: the next group starts a new segment.
         let active = match recovery.segments.last() {
             Some(summary) if !summary.compressed => match sealed.pop() {
-                Some(last) => Some(open_active(summary, last)?),
+                Some(last) => Some(open_active(storage.as_ref(), summary, last)?),
                 None => None,
             },
             _ => None,
@@ -146,7 +169,8 @@ impl Wal {
 
         let wal = Wal {
             dir: opts.dir,
-            dir_handle,
+            _dir_lock: dir_handle,
+            storage,
             segment_bytes_max: opts.segment_bytes_max,
             record_bytes_max: opts.record_bytes_max,
             cluster_id: opts.cluster_id,
@@ -160,6 +184,9 @@ impl Wal {
             buffer: Vec::new(),
             poisoned: false,
             failpoint: SyncFailpoint::from_env(),
+            // Records are opaque here: the caller decodes them and tells the last seq with
+            // `resume_after` (a header-only last segment is already checked by its name).
+            last_seq: None,
         };
         Ok((wal, recovery))
     }
@@ -187,12 +214,61 @@ impl Wal {
     /// A group the WAL refuses ([`WalError::InvalidGroup`]) writes nothing and leaves the writer
     /// usable. Any I/O error poisons the writer: this call returns the error and every later call
     /// returns [`WalError::Poisoned`]. An fsync is never retried.
+    ///
+    /// The group's last seq is not known here, so after it [`Wal::last_seq`] is unknown and the
+    /// next group is not checked for continuity; callers that know it use
+    /// [`Wal::append_group_seqs`] (the node does).
     pub fn append_group(
         &mut self,
         first_seq: u64,
         records: &[&[u8]],
     ) -> Result<AppendStats, WalError> {
         self.append_group_at(unix_now_ms(), first_seq, records)
+    }
+
+    /// [`Wal::append_group`] for a group holding seqs `first_seq..=last_seq`, with the continuity
+    /// assert: when the WAL's last seq is known, `first_seq` must be exactly one above it, else
+    /// [`WalError::SeqGap`] and the writer poisons (a hole in the WAL would make every older
+    /// restore point unusable; nothing is written after one). `last_seq < first_seq` is
+    /// [`WalError::InvalidGroup`]. On `Ok`, [`Wal::last_seq`] is `last_seq`.
+    pub fn append_group_seqs(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        records: &[&[u8]],
+    ) -> Result<AppendStats, WalError> {
+        self.append_group_seqs_at(unix_now_ms(), first_seq, last_seq, records)
+    }
+
+    /// [`Wal::append_group_seqs`] with the clock passed in (see [`Wal::append_group_at`]).
+    pub fn append_group_seqs_at(
+        &mut self,
+        now_ms: u64,
+        first_seq: u64,
+        last_seq: u64,
+        records: &[&[u8]],
+    ) -> Result<AppendStats, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        if last_seq < first_seq {
+            return Err(invalid(
+                first_seq,
+                InvalidGroupReason::LastSeqBeforeFirst { last_seq },
+            ));
+        }
+        self.append_inner(now_ms, first_seq, Some(last_seq), records)
+    }
+
+    /// Tells the writer the seq of the last record recovery found in the WAL (the caller decodes
+    /// records; the WAL does not), so the next group is checked for continuity against it.
+    pub fn resume_after(&mut self, last_seq: u64) {
+        self.last_seq = Some(last_seq);
+    }
+
+    /// The seq of the last record known to be in the WAL (`None` when unknown).
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
     }
 
     /// [`Wal::append_group`] with the clock passed in: `now_ms` (ms since the Unix epoch) decides
@@ -204,8 +280,33 @@ impl Wal {
         first_seq: u64,
         records: &[&[u8]],
     ) -> Result<AppendStats, WalError> {
+        self.append_inner(now_ms, first_seq, None, records)
+    }
+
+    fn append_inner(
+        &mut self,
+        now_ms: u64,
+        first_seq: u64,
+        last_seq: Option<u64>,
+        records: &[&[u8]],
+    ) -> Result<AppendStats, WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
+        }
+        if let Some(previous) = self.last_seq
+            && Some(first_seq) != previous.checked_add(1)
+        {
+            self.poisoned = true;
+            tracing::error!(
+                first_seq,
+                last_seq_in_wal = previous,
+                "WAL append refused: the group does not continue the WAL's seq; writer poisoned"
+            );
+            return Err(WalError::SeqGap {
+                dir: self.dir.clone(),
+                last_seq: previous,
+                first_seq,
+            });
         }
         self.check_group(first_seq, records)?;
 
@@ -271,8 +372,9 @@ impl Wal {
         debug_assert_eq!(self.buffer.len() as u64, bytes);
 
         let result = self.write_group(now_ms, first_seq, placement, bytes);
-        if result.is_err() {
-            self.poisoned = true;
+        match &result {
+            Ok(_) => self.last_seq = last_seq,
+            Err(_) => self.poisoned = true,
         }
         result
     }
@@ -339,7 +441,7 @@ impl Wal {
                 let header = self.new_header(empty.first_seq, now_ms);
                 drop(empty.file);
                 let (file, path) =
-                    segment::replace_empty_segment(&self.dir, &self.dir_handle, &header)?;
+                    segment::replace_empty_segment(self.storage.as_ref(), &self.dir, &header)?;
                 tracing::info!(
                     segment = %path.display(),
                     encrypted = header.key_id.is_some(),
@@ -355,7 +457,7 @@ impl Wal {
                 }
             }
             (previous, _) => {
-                if let Some(previous) = previous {
+                if let Some(mut previous) = previous {
                     // Every group was already fdatasynced; sync_all also settles the metadata
                     // before the segment is handed to archiving.
                     previous.file.sync_all().map_err(io_error(&previous.path))?;
@@ -367,7 +469,8 @@ impl Wal {
                     sealed_segment = Some(previous.path);
                 }
                 let header = self.new_header(first_seq, now_ms);
-                let (file, path) = segment::create_segment(&self.dir, &self.dir_handle, &header)?;
+                let (file, path) =
+                    segment::create_segment(self.storage.as_ref(), &self.dir, &header)?;
                 ActiveSegment {
                     file,
                     path,
@@ -381,7 +484,7 @@ impl Wal {
 
         active
             .file
-            .write_all(&self.buffer)
+            .write_at(active.len, &self.buffer)
             .map_err(io_error(&active.path))?;
         let sync_started = Instant::now();
         self.failpoint
@@ -430,7 +533,7 @@ impl Wal {
         if new_end == active.len {
             return Ok(());
         }
-        let result = cut_active(active, new_end, &self.dir, &self.dir_handle);
+        let result = cut_active(active, new_end, &self.dir, self.storage.as_ref());
         if result.is_err() {
             self.poisoned = true;
         }
@@ -586,15 +689,42 @@ fn create_dir_durably(dir: &Path) -> Result<(), WalError> {
     segment::sync_dir(parent, &segment::open_dir(parent)?)
 }
 
+/// Makes durable what `dir` holds before recovery reads it: fsyncs every segment, compressed
+/// segment and `.broken` copy, drops their cached pages (best effort) so recovery reads what the
+/// device holds, then fsyncs the directory. A failed sync is [`WalError::SyncAtOpen`].
+fn make_durable_at_open(storage: &dyn Storage, dir: &Path) -> Result<(), WalError> {
+    let listing = recovery::list_dir(dir)?;
+    let files = listing
+        .segments
+        .iter()
+        .flat_map(|segment| std::iter::once(&segment.path).chain(segment.duplicate.as_ref()))
+        .chain(listing.broken_files.iter());
+    let refuse = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WalError::SyncAtOpen { path, source }
+    };
+    let mut synced = 0usize;
+    for path in files {
+        storage.sync_file(path).map_err(refuse(path))?;
+        if let Err(error) = storage.evict_cache(path) {
+            tracing::debug!(file = %path.display(), %error, "could not drop cached WAL pages");
+        }
+        synced += 1;
+    }
+    storage.sync_dir(dir).map_err(refuse(dir))?;
+    tracing::debug!(files = synced, dir = %dir.display(), "WAL files made durable at open");
+    Ok(())
+}
+
 /// Opens the last segment for appending at `last.len` (recovery already cut any torn tail).
-fn open_active(summary: &SegmentSummary, last: SealedSegment) -> Result<ActiveSegment, WalError> {
+fn open_active(
+    storage: &dyn Storage,
+    summary: &SegmentSummary,
+    last: SealedSegment,
+) -> Result<ActiveSegment, WalError> {
     let path = summary.path.as_path();
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io_error(path))?;
-    let file_len = file.metadata().map_err(io_error(path))?.len();
+    let file = storage.open_write(path).map_err(io_error(path))?;
+    let file_len = std::fs::metadata(path).map_err(io_error(path))?.len();
     if file_len != last.len {
         // Recovery cut everything after the last intact frame; anything else is a bug.
         return Err(WalError::Io {
@@ -605,8 +735,6 @@ fn open_active(summary: &SegmentSummary, last: SealedSegment) -> Result<ActiveSe
             )),
         });
     }
-    file.seek(SeekFrom::Start(last.len))
-        .map_err(io_error(path))?;
     Ok(ActiveSegment {
         file,
         path: path.to_path_buf(),
@@ -639,13 +767,9 @@ fn cut_active(
     active: &mut ActiveSegment,
     new_end: u64,
     dir: &Path,
-    dir_handle: &File,
+    storage: &dyn Storage,
 ) -> Result<(), WalError> {
-    let copy = segment::cut_segment(&active.path, new_end, dir, dir_handle)?;
-    active
-        .file
-        .seek(SeekFrom::Start(new_end))
-        .map_err(io_error(&active.path))?;
+    let copy = segment::cut_segment(storage, &active.path, new_end, dir)?;
     tracing::warn!(
         segment = %active.path.display(),
         offset = new_end,

@@ -343,7 +343,9 @@ impl Follower {
             self.wal.set_epoch(group.epoch);
         }
         let frames: Vec<&[u8]> = group.records.iter().map(Vec::as_slice).collect();
-        let stats = self.wal.append_group(group.first_seq, &frames)?;
+        let stats = self
+            .wal
+            .append_group_seqs(group.first_seq, group.last_seq, &frames)?;
         let metrics = &self.shared.metrics;
         metrics
             .fsync_duration
