@@ -20,8 +20,8 @@
 mod power;
 
 use per_store::snapshot::{read_snapshot, write_snapshot_with};
+use per_store::storage::SharedStorage;
 use per_store::storage::sim::{SimDisk, SplitMix64};
-use per_store::storage::{SharedStorage, Storage as _, StorageFile as _};
 use per_store::{CorruptionKind, SnapshotKind, Wal, WalError, WalOptions};
 use power::{Found, decode_and_resume, group};
 use std::collections::BTreeMap;
@@ -226,6 +226,7 @@ fn randomized_power_loss_keeps_every_acknowledged_group() {
         disk.halt_after_ops(Some(rng.below(48)));
         let fail_sync_at = (rng.below(8) == 0).then(|| rng.below(6));
         let groups = 1 + rng.below(12);
+        let mut sync_failing = false;
         for g in 0..groups {
             if rng.below(5) == 0 && next > 1 {
                 let seq = next - 1;
@@ -246,6 +247,7 @@ fn randomized_power_loss_keeps_every_acknowledged_group() {
             }
             if fail_sync_at == Some(g) {
                 disk.fail_syncs(true);
+                sync_failing = true;
                 fsync_errors += 1;
             }
             let count = 1 + rng.below(4);
@@ -272,7 +274,7 @@ fn randomized_power_loss_keeps_every_acknowledged_group() {
         // The writer stopped at a random instant (or the cycle ended): the process dies, by
         // kill -9 (the page cache survives, unsynced writes included) or with the power.
         let power_cut = rng.below(3) != 0;
-        if fail_sync_at.is_some() && rng.below(2) == 0 {
+        if sync_failing && rng.below(2) == 0 {
             // Restart while the disk still fails: open must refuse, named, and accept nothing.
             match Wal::open_with(options(&dir), storage.clone()) {
                 Err(WalError::SyncAtOpen { .. }) => truth.sync_refusals += 1,

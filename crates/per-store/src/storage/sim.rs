@@ -306,7 +306,7 @@ impl SimDisk {
         let kept = state.rng().below(pending_ops + 1) as usize;
         report.dir_ops_kept = kept;
         let mut names = state.durable.clone();
-        for op in state.dir_ops[..kept].to_vec() {
+        for op in state.dir_ops[..kept].iter().cloned() {
             match op {
                 DirOp::Link { path, ino } => {
                     names.insert(path, ino);
