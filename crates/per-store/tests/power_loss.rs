@@ -13,7 +13,9 @@
 //! - or the open refuses with the right named error for the fault (see `legal_refusal`).
 //!
 //! The seed is printed first; `PER_POWER_LOSS_SEED=<n>` replays a run and
-//! `PER_POWER_LOSS_CYCLES=<n>` sets the cycle count (120 by default; 1000+ for the long run).
+//! `PER_POWER_LOSS_CYCLES=<n>` sets the cycle count (120 by default). One run grows one WAL and
+//! every open re-reads it, so cost is quadratic in cycles: for a long run (1,000+ cycles) loop over
+//! seeds (see docs/BENCHMARKS.md).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/power.rs"]
