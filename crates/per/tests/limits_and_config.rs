@@ -234,9 +234,9 @@ fn limit_combinations_that_break_invariants_are_usage_errors() {
             &["record_bytes_max (8192)", "body_bytes_max (8193)"],
         ),
         (
-            "record_bytes_max = 8192\n",
+            "record_bytes_max = 16384\n",
             &[("PER_BATCH_TXS_MAX", "1000")],
-            &["record_bytes_max (8192)", "PER_BATCH_TXS_MAX=1000"],
+            &["record_bytes_max (16384)", "PER_BATCH_TXS_MAX=1000"],
         ),
         (
             "header_read_timeout_secs = 0\n",
@@ -312,6 +312,7 @@ fn connections_max_is_fitted_under_the_descriptor_limit() {
     .unwrap();
     // `prlimit`-free: the shell lowers both limits for the child only.
     let port = free_port();
+    let log_path = dir.path().join("serve.log");
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -323,26 +324,16 @@ fn connections_max_is_fitted_under_the_descriptor_limit() {
         .env("NO_COLOR", "1")
         .current_dir(dir.path())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut seen = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("serving") {
-                break;
-            }
-        }
-        seen
-    });
-    let log = lines.join().unwrap();
+    // Read the log from a file (a closed pipe would break the node's logging at stop).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = String::new();
+    while Instant::now() < deadline && !log.contains("per::cli::serve: serving") {
+        std::thread::sleep(Duration::from_millis(100));
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    }
     assert!(
         log.contains("clamped=100"),
         "connections_max clamped to 300 - 200: {log}"
@@ -351,7 +342,9 @@ fn connections_max_is_fitted_under_the_descriptor_limit() {
     common::send_sigterm(child.id());
     assert_eq!(
         wait_exit(&mut child, Duration::from_secs(15)).and_then(|s| s.code()),
-        Some(0)
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
     );
 
     std::fs::write(&config, "[limits]\nfds_reserved = 300\n").unwrap();
