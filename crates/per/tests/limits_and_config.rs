@@ -217,7 +217,12 @@ fn limit_combinations_that_break_invariants_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("per.toml");
     // (limits, extra environment, words the message must contain)
-    let refused: &[(&str, &[(&str, &str)], &[&str])] = &[
+    type Row = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+    );
+    let refused: &[Row] = &[
         (
             "receipts_max = 10\ngroup_records_max = 11\n",
             &[],
