@@ -60,8 +60,25 @@ pub struct Limits {
     pub receipts_max: usize,
     /// Leaves the executor assigns before answering `TreeFull` (≤ 2^24, the tree's capacity).
     pub leaves_max: u64,
-    /// Concurrent HTTP connections.
+    /// Concurrent HTTP connections; past this, new connections wait in the kernel's listen backlog
+    /// until one closes. Must fit under `RLIMIT_NOFILE` with `fds_reserved` to spare (checked at
+    /// start: the soft limit is raised, or this is clamped with a warning).
     pub connections_max: usize,
+    /// File descriptors kept free for everything but client connections (WAL segments and
+    /// directories, snapshots, Postgres/Redis/S3/L1 clients, the runtime), so a connection flood
+    /// can never make a WAL rotation fail and poison the writer.
+    pub fds_reserved: usize,
+    /// Seconds a connection may take to send a complete request head, counted from when it starts
+    /// waiting for one (a new connection, or the end of the previous answer on a kept-alive one).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a write may take to send its whole body (counted from its head). The body is read
+    /// in full before the write enters the sequencer queue or counts as in flight for a drain;
+    /// past this the client gets 408 `RequestTimeout` and the connection is closed.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress (HTTP/1.1 keep-alive and
+    /// HTTP/2 alike) before the node closes it (above nginx's 60 s upstream keep-alive, so a
+    /// load balancer closes first).
+    pub idle_timeout_secs: u64,
     /// Seconds a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
     /// Unsettled transactions above which `/health` degrades (runbook: 10k).
@@ -92,6 +109,10 @@ impl Default for Limits {
             receipts_max: 100_000,
             leaves_max: per_core::LEAF_CAPACITY,
             connections_max: 4096,
+            fds_reserved: 256,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
+            idle_timeout_secs: 75,
             shutdown_grace_secs: 10,
             pending_tx_degraded_max: 10_000,
             snapshot_lag_degraded_secs_max: 300,
@@ -208,6 +229,10 @@ impl Limits {
             ("receipts_max", self.receipts_max as u64),
             ("leaves_max", self.leaves_max),
             ("connections_max", self.connections_max as u64),
+            ("fds_reserved", self.fds_reserved as u64),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
             ("record_bytes_max", u64::from(self.record_bytes_max)),
             ("snapshot_every_txs", self.snapshot_every_txs),
             (
@@ -233,6 +258,48 @@ impl Limits {
                 "limits.segment_bytes_max must be ≥ 4096".to_owned(),
             ));
         }
+        self.validate_combinations()
+    }
+
+    /// Rejects combinations of bounds that break an invariant of the node (each message says
+    /// which one and how to fix it).
+    fn validate_combinations(&self) -> Result<(), ConfigError> {
+        if self.receipts_max < self.group_records_max {
+            // A commit group inserts up to group_records_max receipts before any of them is
+            // answered: a smaller book would evict a committed transaction's receipt before its
+            // answer (and its exactly-once lookup).
+            return Err(ConfigError::Invalid(format!(
+                "limits.receipts_max ({}) must be ≥ limits.group_records_max ({}): a committed transaction's receipt must not be evicted before it is answered",
+                self.receipts_max, self.group_records_max
+            )));
+        }
+        if u64::from(self.record_bytes_max) < RECORD_BYTES_MIN {
+            return Err(ConfigError::Invalid(format!(
+                "limits.record_bytes_max ({}) must be ≥ {RECORD_BYTES_MIN}: the WAL writer refuses a larger record and a refused group stops the node",
+                self.record_bytes_max
+            )));
+        }
+        if (self.record_bytes_max as usize) < self.body_bytes_max {
+            // A transaction's record is smaller than its JSON body (binary fields instead of hex),
+            // so this keeps every accepted body loggable.
+            return Err(ConfigError::Invalid(format!(
+                "limits.record_bytes_max ({}) must be ≥ limits.body_bytes_max ({}): an accepted request must always fit in one WAL record",
+                self.record_bytes_max, self.body_bytes_max
+            )));
+        }
         Ok(())
     }
+
+    /// The smallest `record_bytes_max` this node accepts for a settlement batch of
+    /// `batch_txs_max` transactions: its WAL record lists one nullifier per transaction.
+    pub fn record_bytes_needed_for_batch(batch_txs_max: u64) -> u64 {
+        RECORD_BYTES_MIN.saturating_add(batch_txs_max.saturating_mul(BATCH_BYTES_PER_TX))
+    }
 }
+
+/// Smallest `record_bytes_max`: comfortably above any transaction or group-end record.
+pub const RECORD_BYTES_MIN: u64 = 4096;
+
+/// Upper bound of the bytes one transaction adds to a settlement batch record (its 32-byte
+/// nullifier, rounded up).
+const BATCH_BYTES_PER_TX: u64 = 40;

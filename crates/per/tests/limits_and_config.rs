@@ -209,3 +209,166 @@ fn a_full_tree_answers_tree_full_but_change_still_fits_in_the_freed_leaf() {
     assert_eq!(resp.status, 200, "{}", resp.text);
     assert_eq!(resp.json["leaf_indices"], serde_json::json!([0]));
 }
+
+/// Limit combinations that break an invariant are refused at start with exit 2 and a message
+/// naming the limits; the edge cases that keep the invariant are accepted.
+#[test]
+fn limit_combinations_that_break_invariants_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("per.toml");
+    // (limits, extra environment, words the message must contain)
+    type Row = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+    );
+    let refused: &[Row] = &[
+        (
+            "receipts_max = 10\ngroup_records_max = 11\n",
+            &[],
+            &["receipts_max (10)", "group_records_max (11)", "evicted"],
+        ),
+        (
+            "record_bytes_max = 4095\nbody_bytes_max = 1024\n",
+            &[],
+            &["record_bytes_max (4095)", "4096"],
+        ),
+        (
+            "record_bytes_max = 8192\nbody_bytes_max = 8193\n",
+            &[],
+            &["record_bytes_max (8192)", "body_bytes_max (8193)"],
+        ),
+        (
+            "record_bytes_max = 16384\n",
+            &[("PER_BATCH_TXS_MAX", "1000")],
+            &["record_bytes_max (16384)", "PER_BATCH_TXS_MAX=1000"],
+        ),
+        (
+            "header_read_timeout_secs = 0\n",
+            &[],
+            &["header_read_timeout_secs"],
+        ),
+        (
+            "body_read_timeout_secs = 0\n",
+            &[],
+            &["body_read_timeout_secs"],
+        ),
+        ("idle_timeout_secs = 0\n", &[], &["idle_timeout_secs"]),
+        ("fds_reserved = 0\n", &[], &["fds_reserved"]),
+        ("connections_max = 0\n", &[], &["connections_max"]),
+    ];
+    for (limits, env, words) in refused {
+        std::fs::write(&config, format!("[limits]\n{limits}")).unwrap();
+        let output = Command::new(per_bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("PER_DATA_DIR", dir.path().join("data"))
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{limits:?}: {stderr}");
+        for word in *words {
+            assert!(
+                stderr.contains(word),
+                "{limits:?}: {word:?} not in {stderr}"
+            );
+        }
+        assert!(
+            !dir.path().join("data").exists(),
+            "{limits:?}: a refused configuration created the data dir"
+        );
+    }
+    // The boundaries themselves are fine.
+    let accepted = [
+        per::config::Limits {
+            receipts_max: 11,
+            group_records_max: 11,
+            ..Default::default()
+        },
+        per::config::Limits {
+            record_bytes_max: 8192,
+            body_bytes_max: 8192,
+            ..Default::default()
+        },
+        per::config::Limits {
+            record_bytes_max: 4096,
+            body_bytes_max: 1024,
+            ..Default::default()
+        },
+    ];
+    for limits in accepted {
+        limits.validate().unwrap();
+    }
+    assert!(per::config::Limits::record_bytes_needed_for_batch(100) <= 1024 * 1024);
+}
+
+/// A connection limit that does not fit under RLIMIT_NOFILE with the reserve is clamped (the
+/// node serves), and one with no room at all beside the reserve is refused with exit 2.
+#[test]
+fn connections_max_is_fitted_under_the_descriptor_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("per.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nconnections_max = 100000\nfds_reserved = 200\n",
+    )
+    .unwrap();
+    // `prlimit`-free: the shell lowers both limits for the child only.
+    let port = free_port();
+    let log_path = dir.path().join("serve.log");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 300 && exec {} serve --config {} --listen 127.0.0.1:{port} --log-format text",
+            per_bin(),
+            config.display()
+        ))
+        .env("PER_DATA_DIR", dir.path().join("data"))
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    // Read the log from a file (a closed pipe would break the node's logging at stop).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = String::new();
+    while Instant::now() < deadline && !log.contains("per::cli::serve: serving") {
+        std::thread::sleep(Duration::from_millis(100));
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    }
+    assert!(
+        log.contains("clamped=100"),
+        "connections_max clamped to 300 - 200: {log}"
+    );
+    assert!(log.contains("connections_max=100 "), "{log}");
+    common::send_sigterm(child.id());
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(15)).and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+
+    std::fs::write(&config, "[limits]\nfds_reserved = 300\n").unwrap();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 300 && exec {} serve --config {} --listen 127.0.0.1:{}",
+            per_bin(),
+            config.display(),
+            free_port()
+        ))
+        .env("PER_DATA_DIR", dir.path().join("data2"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("RLIMIT_NOFILE") && stderr.contains("fds_reserved (300)"),
+        "{stderr}"
+    );
+}

@@ -21,6 +21,9 @@ pub enum ApiError {
     NotFound(String),
     /// 413.
     PayloadTooLarge,
+    /// 408 (extension): the request body did not arrive within `limits.body_read_timeout_secs`;
+    /// nothing was submitted, the connection is closed.
+    RequestTimeout,
     /// 503 with Retry-After.
     Overloaded,
     /// 503: the node is not taking writes.
@@ -44,6 +47,7 @@ impl ApiError {
             ApiError::Unauthorized => "Unauthorized",
             ApiError::NotFound(_) => "NotFound",
             ApiError::PayloadTooLarge => "PayloadTooLarge",
+            ApiError::RequestTimeout => "RequestTimeout",
             ApiError::Overloaded => "Overloaded",
             ApiError::Halted(_) => "Halted",
             ApiError::Draining => "Draining",
@@ -59,6 +63,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded
             | ApiError::Halted(_)
             | ApiError::Draining
@@ -78,6 +83,9 @@ impl ApiError {
             ApiError::Tx(e) => e.to_string(),
             ApiError::Unauthorized => "missing or invalid bearer token".to_owned(),
             ApiError::PayloadTooLarge => "request body is too large".to_owned(),
+            ApiError::RequestTimeout => {
+                "the request body did not arrive in time; nothing was submitted".to_owned()
+            }
             ApiError::Overloaded => "the sequencer queue is full; retry later".to_owned(),
             ApiError::Draining => {
                 "the node is shutting down and takes no new writes; retry".to_owned()

@@ -4,7 +4,9 @@
 
 pub mod admin;
 pub mod batches;
+pub mod body;
 pub mod error;
+pub mod front_door;
 pub mod health;
 pub mod read;
 pub mod tx;
@@ -14,14 +16,13 @@ use crate::node::Shared;
 use crate::sequencer::SequencerHandle;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use error::ApiError;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -32,17 +33,22 @@ pub struct AppState {
     pub sequencer: SequencerHandle,
 }
 
-/// Builds the router with the body-size bound.
-pub fn router(state: AppState, body_bytes_max: usize) -> Router {
-    // Write requests are counted while in flight, so a drain knows when they are all answered.
+/// Builds the router with the body bounds.
+pub fn router(state: AppState, body_limits: body::BodyLimits) -> Router {
+    // Write requests read their whole body first (bounded in size and time), then count as in
+    // flight, so a drain knows when they are all answered and a slow body never holds it.
     let writes = Router::new()
         .route("/deposit", post(tx::deposit))
         .route("/transfer", post(tx::transfer))
         .route("/withdraw", post(tx::withdraw))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            count_in_flight,
+            body::WriteGate {
+                app: state.clone(),
+                limits: body_limits,
+            },
+            body::read_then_count,
         ));
+    let body_bytes_max = body_limits.bytes_max;
     Router::new()
         .merge(writes)
         .route("/pool/info", get(read::pool_info))
@@ -62,25 +68,6 @@ pub fn router(state: AppState, body_bytes_max: usize) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
-}
-
-/// Decrements the in-flight write count when the request ends (answered or cancelled).
-struct InFlight(Arc<Shared>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight_writes.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-async fn count_in_flight(
-    State(app): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    app.shared.in_flight_writes.fetch_add(1, Ordering::AcqRel);
-    let _guard = InFlight(app.shared.clone());
-    next.run(request).await
 }
 
 async fn not_found() -> ApiError {

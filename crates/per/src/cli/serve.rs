@@ -180,6 +180,15 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if config.backup_lag_max_secs == 0 {
         return Err(Exit::usage("PER_BACKUP_LAG_MAX_SECS must be > 0"));
     }
+    let record_bytes_needed = crate::config::Limits::record_bytes_needed_for_batch(u64::from(
+        config.settlement.batch_txs_max,
+    ));
+    if u64::from(config.file.limits.record_bytes_max) < record_bytes_needed {
+        return Err(Exit::usage(format!(
+            "limits.record_bytes_max ({}) is too small for PER_BATCH_TXS_MAX={}: a sealed batch's WAL record lists every nullifier and needs up to {record_bytes_needed} bytes",
+            config.file.limits.record_bytes_max, config.settlement.batch_txs_max
+        )));
+    }
     if config.snapshot_interval_secs == 0 {
         return Err(Exit::usage("SNAPSHOT_INTERVAL must be > 0"));
     }
@@ -255,6 +264,12 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     crate::logging::init(config.log.as_deref(), config.log_format);
+    // Connections must never take the descriptors the WAL writer needs to rotate.
+    let connections_max = api::front_door::fd_budget(
+        config.file.limits.connections_max,
+        config.file.limits.fds_reserved,
+    )
+    .map_err(|e| Exit::usage(e.to_string()))?;
     let backup_targets = config
         .backups
         .configured()
@@ -438,14 +453,26 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let grace = Duration::from_secs(limits.shutdown_grace_secs);
-    let body_bytes_max = limits.body_bytes_max;
+    let body_limits = api::body::BodyLimits {
+        bytes_max: limits.body_bytes_max,
+        read_timeout: Duration::from_secs(limits.body_read_timeout_secs),
+    };
+    let front_door = api::front_door::FrontDoorLimits::from_limits(limits, connections_max);
     let listen = config.listen;
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| Exit::usage(format!("cannot listen on {listen}: {e}")))?;
         let local = listener.local_addr().context("listener address")?;
-        tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "serving");
+        tracing::info!(
+            listen = %local,
+            data_dir = %config.data_dir.display(),
+            connections_max = front_door.connections_max,
+            header_read_timeout_secs = front_door.header_read_timeout.as_secs(),
+            idle_timeout_secs = front_door.idle_timeout.as_secs(),
+            body_read_timeout_secs = body_limits.read_timeout.as_secs(),
+            "serving"
+        );
         // Recovered and bound: only now may systemd route to us.
         crate::cli::systemd::ready(local);
         let redis_task = redis.map(|target| {
@@ -481,7 +508,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 shared: shared.clone(),
                 sequencer,
             },
-            body_bytes_max,
+            body_limits,
         );
         let shutdown_shared = shared.clone();
         let shutdown = async move {
@@ -496,9 +523,9 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "stopping: no new writes; finishing in-flight requests"
             );
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+        let server = api::front_door::serve(listener, app, front_door, shutdown);
         let drained = tokio::select! {
-            result = server => result.context("HTTP server failed"),
+            () = server => anyhow::Ok(()),
             () = async {
                 // Bound the drain: wait for the stop signal, then at most `grace`.
                 loop {
