@@ -33,6 +33,15 @@
 //! downloaded_bytes, elapsed_ms, replaced_dir, problems, warnings, error?}`. Exit 3 when the target
 //! cannot be reached, 4 when the data dir is not empty without `--force`.
 //!
+//! Live WAL (issue 12): every segment not held sealed by the target is rebuilt from its
+//! `wal-live/…walpart` objects (one generation per segment, the one reaching furthest; JSON
+//! `live_wal: [{segment, generation, parts, last_seq}]`); a gap fails, named. `--to-seq N` /
+//! `--to-time T` (remote sources only): the nearest snapshot at or before the point, the WAL cut
+//! after the commit group holding N (or the last committed at or before T), JSON
+//! `to: {requested, seq, root, timestamp_ms, time, archive_end_seq}` and the lost-transaction
+//! report of what the archive holds after it (`lost_transactions`, `lost_count`,
+//! `lost_seq_range`); a WAL that does not reach the point is exit 1 with `error`.
+//!
 //! `--json`: `{ok, dry_run, refused, snapshot, source_file, seq, kind, root, chain, replaced_dir,
 //! replaced_files, imported, lost_transactions, lost_count, lost_seq_range, lost_report_complete,
 //! wal_damage?, version_check?, recovered?: {seq, root}, error?}`.
