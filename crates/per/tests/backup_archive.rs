@@ -257,7 +257,7 @@ fn sigterm_leaves_every_target_complete_and_pitr_gives_reported_roots() {
         .expect("generations")
         .clone();
     assert_eq!(generations.len(), 1, "{}", verify.stdout);
-    for (_, generation) in &generations {
+    for generation in generations.values() {
         assert_eq!(generation["continuous"], true, "{}", verify.stdout);
         assert!(
             generation["last_seq"].as_u64() >= Some(last_acked),

@@ -85,14 +85,14 @@ impl LivePartName {
         }
         let segment_first_seq: u64 = segment.parse().ok()?;
         let (first_seq, last_seq) = (first.parse().ok()?, last.parse().ok()?);
-        (segment_first_seq >= 1 && segment_first_seq <= first_seq && first_seq <= last_seq).then(
-            || LivePartName {
+        ((1..=first_seq).contains(&segment_first_seq) && first_seq <= last_seq).then(|| {
+            LivePartName {
                 generation: generation.to_owned(),
                 segment_first_seq,
                 first_seq,
                 last_seq,
-            },
-        )
+            }
+        })
     }
 
     /// The object name.
