@@ -96,6 +96,9 @@ pub struct Limits {
     /// Seconds a remote backup target may fail, or an object wait for it, before `/health`
     /// degrades naming the target (`PER_BACKUP_LAG_MAX_SECS`).
     pub backup_lag_max_secs: u64,
+    /// Live-WAL archiving: an acknowledged commit group reaches every reachable remote target
+    /// within about this many milliseconds (one `walpart` object per target every half of it).
+    pub backup_archive_delay_ms: u64,
 }
 
 impl Default for Limits {
@@ -121,6 +124,7 @@ impl Default for Limits {
             snapshot_restore_points_min: 10,
             snapshot_jobs_max: 4,
             backup_lag_max_secs: crate::backup::BACKUP_LAG_MAX_SECS_DEFAULT,
+            backup_archive_delay_ms: crate::backup::archiver::ARCHIVE_DELAY_MS_DEFAULT,
         }
     }
 }
@@ -241,6 +245,7 @@ impl Limits {
             ),
             ("snapshot_jobs_max", self.snapshot_jobs_max as u64),
             ("backup_lag_max_secs", self.backup_lag_max_secs),
+            ("backup_archive_delay_ms", self.backup_archive_delay_ms),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -25,6 +25,7 @@
 //! [`local_objects`] lists what a data directory has to back up; [`sidecar_text`] and
 //! [`check_sidecar`] make and check sidecars over bytes in memory.
 
+pub mod live;
 mod postgres;
 mod s3;
 

@@ -158,6 +158,10 @@ pub async fn health(State(app): State<AppState>) -> Response {
             last_error: None,
             uploaded: None,
             conflicts: None,
+            archived_seq: None,
+            archive_lag_seqs: None,
+            archive_lag_secs: None,
+            archive_generation: None,
         },
     );
     if !backup_reasons.is_empty() && !fenced && !poisoned {

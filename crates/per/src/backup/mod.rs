@@ -10,6 +10,7 @@
 //!
 //! The targets themselves ([`per_store::BackupTarget`]) live in `per-store`.
 
+pub mod archiver;
 pub mod remote;
 pub mod uploader;
 
@@ -100,6 +101,16 @@ pub struct TargetStatus {
     pub uploaded_bytes: u64,
     /// Objects the target holds with other bytes (never overwritten; see the log).
     pub conflicts: u64,
+    /// Live WAL: the last seq archived to the target by this process (None: not archiving yet).
+    pub archived_seq: Option<u64>,
+    /// Live WAL: the generation this process archives as.
+    pub archive_generation: Option<String>,
+    /// Live WAL: Unix seconds since when acknowledged seqs have been waiting for the target.
+    pub archive_behind_since: Option<u64>,
+    /// Live WAL: acknowledged seqs not yet archived.
+    pub archive_lag_seqs: u64,
+    /// Live WAL: the last archiving error, while failing.
+    pub archive_error: Option<String>,
 }
 
 /// What `/health.backups` shows per target.
@@ -120,6 +131,18 @@ pub struct TargetHealth {
     /// Objects held by the target with other bytes (remote targets; never overwritten).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicts: Option<u64>,
+    /// Live WAL archiving: the last seq stored in the target (absent: not archiving).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_seq: Option<u64>,
+    /// Live WAL archiving: acknowledged seqs not yet in the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_lag_seqs: Option<u64>,
+    /// Live WAL archiving: seconds the oldest unarchived acknowledged seq has waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_lag_secs: Option<u64>,
+    /// Live WAL archiving: the generation being written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_generation: Option<String>,
 }
 
 /// Every remote target's status, shared by the uploader and `/health`.
@@ -180,6 +203,21 @@ impl BackupBoard {
                     status.pending
                 ));
             }
+            let archive_lag_secs = status
+                .archive_behind_since
+                .map_or(0, |since| now.saturating_sub(since));
+            if archive_lag_secs > lag_max {
+                reasons.push(format!(
+                    "backup target {name}: the live WAL is {archive_lag_secs} s behind (> {lag_max} s): {} acknowledged seq(s) not archived{}",
+                    status.archive_lag_seqs,
+                    status
+                        .archive_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ));
+            }
+            let archiving = status.archived_seq.is_some();
             out.insert(
                 name.to_owned(),
                 TargetHealth {
@@ -189,6 +227,10 @@ impl BackupBoard {
                     last_error: status.last_error,
                     uploaded: Some(status.uploaded),
                     conflicts: Some(status.conflicts),
+                    archived_seq: status.archived_seq,
+                    archive_lag_seqs: archiving.then_some(status.archive_lag_seqs),
+                    archive_lag_secs: archiving.then_some(archive_lag_secs),
+                    archive_generation: status.archive_generation,
                 },
             );
         }

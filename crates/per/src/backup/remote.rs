@@ -2,6 +2,7 @@
 //! like a data dir (`snapshots/`, `wal/`), so that the local verify and recovery code runs on it
 //! unchanged. Used by `per verify-backups` and `per restore-snapshot --source postgres|s3`.
 
+use per_store::backup::live::{LivePartName, PartHeader, assemble_segment, decode_part};
 use per_store::backup::{BackupError, BackupTarget, ObjectInfo, ObjectName, check_sidecar};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ pub struct Catalogue {
     pub snapshots: BTreeMap<ObjectName, bool>,
     /// Segments (one entry per file, `.wal` and `.wal.zst` apart) → whether their sidecar is there.
     pub segments: BTreeMap<ObjectName, bool>,
+    /// Live-WAL parts (`wal-live/…`), sorted by name.
+    pub live_parts: Vec<LivePartName>,
     /// Names that are none of the above (reported as warnings).
     pub unknown: Vec<String>,
     /// Sidecars without their object (an interrupted upload, or an object deleted by hand).
@@ -59,8 +62,24 @@ impl Catalogue {
                         out.orphan_sidecars.push(info.name);
                     }
                 }
-                None => out.unknown.push(info.name),
+                None => match LivePartName::parse(&info.name) {
+                    Some(part) => out.live_parts.push(part),
+                    None => out.unknown.push(info.name),
+                },
             }
+        }
+        out
+    }
+
+    /// Live-WAL parts by segment first seq, then by generation.
+    pub fn live_segments(&self) -> BTreeMap<u64, BTreeMap<String, Vec<LivePartName>>> {
+        let mut out: BTreeMap<u64, BTreeMap<String, Vec<LivePartName>>> = BTreeMap::new();
+        for part in &self.live_parts {
+            out.entry(part.segment_first_seq)
+                .or_default()
+                .entry(part.generation.clone())
+                .or_default()
+                .push(part.clone());
         }
         out
     }
@@ -151,4 +170,78 @@ pub fn name_objects(text: &str, stage: &Path, target: &str) -> String {
 /// `dir/snapshots/<file>` of a snapshot object.
 pub fn staged_path(dir: &Path, object: &ObjectName) -> PathBuf {
     dir.join(object.name())
+}
+
+/// One live segment rebuilt from its archived parts.
+#[derive(Debug)]
+pub struct AssembledSegment {
+    /// The generation its parts came from.
+    pub generation: String,
+    /// The segment's bytes (header and frames), as they were on the node's disk.
+    pub bytes: Vec<u8>,
+    /// The last seq its parts cover.
+    pub last_seq: u64,
+    /// Parts downloaded.
+    pub parts: usize,
+    /// Bytes downloaded.
+    pub downloaded_bytes: u64,
+}
+
+/// Rebuilds segment `segment_first_seq` from the parts of one generation: the generation whose
+/// parts reach furthest is tried first, then the others; every part is checked (digest, header
+/// against its name) and the parts must cover the segment from offset 0 without a gap. The
+/// errors of every generation tried are returned when none assembles.
+pub fn assemble_live_segment(
+    target: &mut dyn BackupTarget,
+    generations: &BTreeMap<String, Vec<LivePartName>>,
+) -> Result<AssembledSegment, FetchError> {
+    let mut order: Vec<(&String, &Vec<LivePartName>)> = generations.iter().collect();
+    order.sort_by_key(|(generation, parts)| {
+        let reach = parts.iter().map(|p| p.last_seq).max().unwrap_or(0);
+        std::cmp::Reverse((reach, (*generation).clone()))
+    });
+    let mut errors = Vec::new();
+    for (generation, parts) in order {
+        let mut fetched: Vec<(PartHeader, Vec<u8>)> = Vec::new();
+        let mut downloaded_bytes = 0u64;
+        let mut failed = None;
+        for part in parts {
+            let name = part.name();
+            let bytes = target.get(&name)?;
+            downloaded_bytes += bytes.len() as u64;
+            match decode_part(&bytes) {
+                Ok((header, payload)) => {
+                    if header.first_seq != part.first_seq
+                        || header.last_seq != part.last_seq
+                        || header.segment_first_seq != part.segment_first_seq
+                    {
+                        failed = Some(format!("{name}: its header does not match its name"));
+                        break;
+                    }
+                    fetched.push((header, payload.to_vec()));
+                }
+                Err(error) => {
+                    failed = Some(format!("{name}: {error}"));
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failed {
+            errors.push(error);
+            continue;
+        }
+        match assemble_segment(&fetched) {
+            Ok(bytes) => {
+                return Ok(AssembledSegment {
+                    generation: generation.clone(),
+                    bytes,
+                    last_seq: parts.iter().map(|p| p.last_seq).max().unwrap_or(0),
+                    parts: parts.len(),
+                    downloaded_bytes,
+                });
+            }
+            Err(error) => errors.push(format!("generation {generation}: {error}")),
+        }
+    }
+    Err(FetchError::Object(errors.join("; ")))
 }

@@ -15,6 +15,7 @@ pub mod notify_incident;
 pub mod prepare_recovery;
 pub mod replay_wal;
 pub mod requeue_batch;
+pub mod restore_point;
 pub mod restore_snapshot;
 pub mod serve;
 pub mod submit_queued_batch;

@@ -33,6 +33,15 @@
 //! downloaded_bytes, elapsed_ms, replaced_dir, problems, warnings, error?}`. Exit 3 when the target
 //! cannot be reached, 4 when the data dir is not empty without `--force`.
 //!
+//! Live WAL (issue 12): every segment not held sealed by the target is rebuilt from its
+//! `wal-live/…walpart` objects (one generation per segment, the one reaching furthest; JSON
+//! `live_wal: [{segment, generation, parts, last_seq}]`); a gap fails, named. `--to-seq N` /
+//! `--to-time T` (remote sources only): the nearest snapshot at or before the point, the WAL cut
+//! after the commit group holding N (or the last committed at or before T), JSON
+//! `to: {requested, seq, root, timestamp_ms, time, archive_end_seq}` and the lost-transaction
+//! report of what the archive holds after it (`lost_transactions`, `lost_count`,
+//! `lost_seq_range`); a WAL that does not reach the point is exit 1 with `error`.
+//!
 //! `--json`: `{ok, dry_run, refused, snapshot, source_file, seq, kind, root, chain, replaced_dir,
 //! replaced_files, imported, lost_transactions, lost_count, lost_seq_range, lost_report_complete,
 //! wal_damage?, version_check?, recovered?: {seq, root}, error?}`.
@@ -84,6 +93,14 @@ pub struct RestoreSnapshotArgs {
     /// Where to read backups from.
     #[arg(long, value_enum, default_value_t = Source::Local)]
     pub source: Source,
+    /// Point-in-time restore (postgres|s3): the state after the commit group holding seq N
+    /// (nearest snapshot at or before it, plus the archived WAL up to it).
+    #[arg(long, value_name = "N", conflicts_with = "to_time")]
+    pub to_seq: Option<u64>,
+    /// Point-in-time restore (postgres|s3): the state after the last commit group committed at
+    /// or before this RFC 3339 time.
+    #[arg(long, value_name = "RFC3339")]
+    pub to_time: Option<String>,
     #[command(flatten)]
     pub backups: BackupArgs,
     #[command(flatten)]
@@ -239,6 +256,11 @@ pub fn exec(args: RestoreSnapshotArgs) -> anyhow::Result<ExitCode> {
         Source::Local => {}
         Source::Postgres => return exec_remote(&args, "postgres"),
         Source::S3 => return exec_remote(&args, "s3"),
+    }
+    if args.to_seq.is_some() || args.to_time.is_some() {
+        return Err(Exit::usage(
+            "--to-seq/--to-time read the archived WAL: use --source postgres|s3 (a local point-in-time restore is not built yet)",
+        ));
     }
     let version: Option<Version> = match &args.version {
         None => None,
@@ -502,6 +524,13 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
             "--version applies to --source local; check a remote restore with per verify-backups",
         ));
     }
+    let point = match (args.to_seq, args.to_time.as_deref()) {
+        (Some(n), _) => Some(crate::cli::restore_point::Point::Seq(n)),
+        (None, Some(t)) => Some(crate::cli::restore_point::Point::TimeMs(
+            crate::cli::restore_point::parse_time(t).map_err(Exit::usage)?,
+        )),
+        (None, None) => None,
+    };
     let data = args.data.resolve()?;
     std::fs::create_dir_all(&data.dir)
         .map_err(|e| Exit::usage(format!("cannot create {}: {e}", data.dir.display())))?;
@@ -562,6 +591,13 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
         .map(|(object, _)| object.clone())
         .filter(|object| match (object, wanted) {
             (ObjectName::Snapshot { seq, .. }, Some((wanted_seq, _))) => *seq <= wanted_seq,
+            _ => true,
+        })
+        .filter(|object| match (object, point) {
+            // The nearest restore point at or before the requested seq.
+            (ObjectName::Snapshot { seq, .. }, Some(crate::cli::restore_point::Point::Seq(n))) => {
+                *seq <= n
+            }
             _ => true,
         })
         .collect();
@@ -633,6 +669,11 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
             let path = stage.path().join(candidate.name());
             if !path.is_file() {
                 continue;
+            }
+            if let Some(crate::cli::restore_point::Point::TimeMs(t)) = point
+                && snapshot::read_meta(&path).is_ok_and(|meta| meta.created_ms > t)
+            {
+                continue; // written after the requested time: an older restore point
             }
             common::progress(format!("checking {candidate}"));
             match recovery::load_chain_exact(
@@ -728,31 +769,87 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
             }
         }
     }
-    let start = segments
-        .range(..=seq + 1)
-        .next_back()
-        .map(|(first, _)| *first);
+    // Live-WAL parts (continuous archiving) stand in for every segment not uploaded sealed.
+    let live = catalogue.live_segments();
+    let all_firsts: std::collections::BTreeSet<u64> =
+        segments.keys().chain(live.keys()).copied().collect();
+    let start = all_firsts.range(..=seq + 1).next_back().copied();
     let stage_wal = stage.path().join("wal");
     let mut wal_names: Vec<String> = Vec::new();
+    let mut generations: Vec<Value> = Vec::new();
     match start {
-        None if !segments.is_empty() => warnings.push(format!(
+        None if !all_firsts.is_empty() => warnings.push(format!(
             "{source}: the WAL copies start at seq {} after the restore point's seq {seq}: not used",
-            segments.keys().next().copied().unwrap_or(0)
+            all_firsts.iter().next().copied().unwrap_or(0)
         )),
         None => {}
         Some(start) => {
-            for object in segments.range(start..).map(|(_, object)| object) {
-                common::progress(format!("downloading {object}"));
-                match crate::backup::remote::fetch_checked(target.as_mut(), object, stage.path()) {
-                    Ok(bytes) => {
-                        downloaded_objects += 2;
-                        downloaded_bytes += bytes;
-                        wal_names.push(object.name());
+            for first in all_firsts.range(start..) {
+                if let Some(object) = segments.get(first) {
+                    common::progress(format!("downloading {object}"));
+                    match crate::backup::remote::fetch_checked(
+                        target.as_mut(),
+                        object,
+                        stage.path(),
+                    ) {
+                        Ok(bytes) => {
+                            downloaded_objects += 2;
+                            downloaded_bytes += bytes;
+                            wal_names.push(object.name());
+                            continue;
+                        }
+                        Err(FetchError::Object(problem)) if live.contains_key(first) => {
+                            warnings.push(format!(
+                                "{source}:{problem}; using its live-WAL parts instead"
+                            ));
+                        }
+                        Err(FetchError::Object(problem)) => {
+                            problems.push(format!("{source}:{problem}"));
+                            warnings.push(format!(
+                                "{source}: WAL segments from {object} on are not restored"
+                            ));
+                            break;
+                        }
+                        Err(FetchError::Target(error)) => {
+                            return Err(Exit::unreachable(format!(
+                                "the {source} backup target failed during the download: {error}"
+                            )));
+                        }
+                    }
+                }
+                let Some(by_generation) = live.get(first) else {
+                    continue;
+                };
+                common::progress(format!("assembling live WAL segment {first:020}"));
+                match crate::backup::remote::assemble_live_segment(target.as_mut(), by_generation)
+                {
+                    Ok(assembled) => {
+                        downloaded_objects += assembled.parts as u64;
+                        downloaded_bytes += assembled.downloaded_bytes;
+                        let name = format!("wal/{}", per_store::wal::segment_file_name(*first));
+                        crate::backup::remote::write_file(
+                            &stage.path().join(&name),
+                            &assembled.bytes,
+                        )
+                        .map_err(Exit::problem)?;
+                        generations.push(json!({
+                            "segment": name,
+                            "generation": assembled.generation,
+                            "parts": assembled.parts,
+                            "last_seq": assembled.last_seq,
+                        }));
+                        human.push_str(&format!(
+                            "{source}: {name} rebuilt from {} live-WAL part(s) of generation {} (up to seq {})\n",
+                            assembled.parts, assembled.generation, assembled.last_seq
+                        ));
+                        wal_names.push(name);
                     }
                     Err(FetchError::Object(problem)) => {
-                        problems.push(format!("{source}:{problem}"));
+                        problems.push(format!(
+                            "{source}: live WAL segment {first:020} cannot be rebuilt: {problem}"
+                        ));
                         warnings.push(format!(
-                            "{source}: WAL segments from {object} on are not restored"
+                            "{source}: WAL segments from {first:020} on are not restored"
                         ));
                         break;
                     }
@@ -762,6 +859,52 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
                         )));
                     }
                 }
+            }
+        }
+    }
+    out["live_wal"] = json!(generations);
+    // Point-in-time: cut the staged WAL at the requested group (fails, named, when it does not
+    // reach it).
+    if let Some(point) = point {
+        let mut opts = data.wal_options();
+        opts.dir = stage_wal.clone();
+        match crate::cli::restore_point::cut_wal(&opts, seq, point, true) {
+            Ok(cut) => {
+                out["to"] = json!({
+                    "requested": point.describe(),
+                    "seq": cut.seq,
+                    "root": cut.root.to_hex(),
+                    "timestamp_ms": cut.timestamp_ms,
+                    "time": crate::cli::restore_point::rfc3339(cut.timestamp_ms),
+                    "archive_end_seq": cut.wal_end_seq,
+                });
+                out["lost_count"] = json!(cut.after.len());
+                out["lost_seq_range"] = common::seq_range(&cut.after);
+                human.push_str(&format!(
+                    "point in time {}: through seq {} (group committed at {}), root {}; {} later transaction(s) in the archive not restored\n",
+                    point.describe(),
+                    cut.seq,
+                    crate::cli::restore_point::rfc3339(cut.timestamp_ms),
+                    cut.root,
+                    cut.after.len()
+                ));
+                out["lost_transactions"] = Value::Array(cut.after);
+                // Segments the cut removed are no longer placed.
+                wal_names.retain(|name| {
+                    stage.path().join(name).is_file()
+                        || stage.path().join(name.trim_end_matches(".zst")).is_file()
+                });
+                for name in &mut wal_names {
+                    if !stage.path().join(&*name).is_file() {
+                        *name = name.trim_end_matches(".zst").to_owned();
+                    }
+                }
+            }
+            Err(error) => {
+                out["error"] = json!(error);
+                out["problems"] = json!(problems);
+                data.emit(&out, &format!("✗ {error}"))?;
+                return Ok(ExitCode::from(1));
             }
         }
     }

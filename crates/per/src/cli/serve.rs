@@ -324,6 +324,8 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tracing::warn!(target = %target.describe(), "backup target enabled WITHOUT encryption at rest: it will hold plaintext snapshots and WAL (set PER_ENCRYPTION_KEY_FILE)");
         }
     }
+    // The live-WAL archiver reads sealed frames to find group ends.
+    let archive_key = key.clone();
     let state_limits = limits.state_limits();
     let source = crate::node::recovery_source(
         &config.data_dir,
@@ -404,8 +406,31 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let backup_threads = if backup_targets.is_empty() {
         Vec::new()
     } else {
-        crate::backup::uploader::spawn(shared.clone(), config.data_dir.clone(), backup_targets)
-            .context("cannot start the backup threads")?
+        let mut threads =
+            crate::backup::uploader::spawn(shared.clone(), config.data_dir.clone(), backup_targets)
+                .context("cannot start the backup threads")?;
+        // Live-WAL archiving: a second connection per target, so a slow snapshot upload never
+        // delays the WAL tail.
+        let archive_targets = config
+            .backups
+            .configured()
+            .into_iter()
+            .map(|name| config.backups.open(name))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let archive = crate::backup::archiver::ArchiveConfig {
+            wal_dir: config.data_dir.join("wal"),
+            key: archive_key,
+            record_bytes_max: limits.record_bytes_max,
+            delay: Duration::from_millis(limits.backup_archive_delay_ms),
+            node_id: ha_config
+                .as_ref()
+                .map_or_else(ha::host_name, |h| h.node_id.clone()),
+        };
+        threads.extend(
+            crate::backup::archiver::spawn(shared.clone(), archive, archive_targets)
+                .context("cannot start the WAL archiving threads")?,
+        );
+        threads
     };
     // TEE attestation before serving (a required attestation that is not valid halts writes),
     // then again every PER_ATTESTATION_INTERVAL_SECS on a background task (see `spawn_monitor`).

@@ -245,6 +245,11 @@ fn verify_remote(
             Err(FetchError::Target(error)) => return Ok(Err(error.to_string())),
         }
     }
+    let (generations, live_bytes) = match verify_live_parts(target.as_mut(), &catalogue, name)? {
+        Ok(checked) => checked,
+        Err(error) => return Ok(Err(error)),
+    };
+    downloaded_bytes += live_bytes;
     let staged = DataDir {
         dir: stage.path().to_owned(),
         cluster: data.cluster.clone(),
@@ -271,6 +276,9 @@ fn verify_remote(
     json["objects"] = json!(catalogue.objects.len());
     json["bytes"] = json!(catalogue.total_bytes());
     json["downloaded_bytes"] = json!(downloaded_bytes);
+    json["generations"] = generations.json;
+    problems.extend(generations.problems);
+    warnings.extend(generations.warnings);
     Ok(Ok(Report {
         problems,
         warnings,
@@ -282,6 +290,106 @@ fn verify_remote(
             report.summary
         ),
     }))
+}
+
+/// What the live-WAL parts of a target showed.
+struct Generations {
+    json: Value,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Live-WAL parts: every part downloaded and checked (digest, header against name), and each
+/// generation proven continuous: sorted by first seq, each part starts right after the previous
+/// one ends (a gap or an overlap is a problem; a part that repeats a range from the same first
+/// seq, from a retried upload, is a warning). Returns the report and the bytes downloaded, or the
+/// target's error.
+fn verify_live_parts(
+    target: &mut dyn per_store::BackupTarget,
+    catalogue: &Catalogue,
+    name: &str,
+) -> anyhow::Result<Result<(Generations, u64), String>> {
+    use per_store::backup::live::{LivePartName, decode_part};
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut by_generation: std::collections::BTreeMap<&str, Vec<&LivePartName>> =
+        std::collections::BTreeMap::new();
+    for part in &catalogue.live_parts {
+        by_generation
+            .entry(part.generation.as_str())
+            .or_default()
+            .push(part);
+    }
+    let mut bytes_total = 0u64;
+    let mut json = serde_json::Map::new();
+    for (generation, mut parts) in by_generation {
+        parts.sort_by_key(|p| (p.first_seq, std::cmp::Reverse(p.last_seq)));
+        let mut previous: Option<&LivePartName> = None;
+        let mut gaps = 0u64;
+        let mut overlaps = 0u64;
+        for part in &parts {
+            common::progress(format!("{name}: checking {part}"));
+            match target.get(&part.name()) {
+                Ok(bytes) => {
+                    bytes_total += bytes.len() as u64;
+                    match decode_part(&bytes) {
+                        Ok((header, _))
+                            if header.first_seq == part.first_seq
+                                && header.last_seq == part.last_seq
+                                && header.segment_first_seq == part.segment_first_seq => {}
+                        Ok(_) => problems
+                            .push(format!("{name}:{part}: its header does not match its name")),
+                        Err(error) => problems.push(format!("{name}:{part}: {error}")),
+                    }
+                }
+                Err(error) if error.is_unreachable() => return Ok(Err(error.to_string())),
+                Err(error) => problems.push(format!("{name}:{part}: {error}")),
+            }
+            if let Some(prev) = previous {
+                if part.first_seq == prev.first_seq {
+                    warnings.push(format!(
+                        "{name}:{part}: repeats the range of {prev} (a retried upload); the longer one is used"
+                    ));
+                    continue;
+                }
+                if part.first_seq > prev.last_seq + 1 {
+                    gaps += 1;
+                    problems.push(format!(
+                        "{name}: generation {generation} has a gap: seqs {}..={} are in no part (between {prev} and {part})",
+                        prev.last_seq + 1,
+                        part.first_seq - 1
+                    ));
+                } else if part.first_seq <= prev.last_seq {
+                    overlaps += 1;
+                    problems.push(format!(
+                        "{name}: generation {generation}: {part} overlaps {prev}"
+                    ));
+                }
+            }
+            if previous.is_none_or(|p| part.last_seq > p.last_seq) {
+                previous = Some(part);
+            }
+        }
+        json.insert(
+            generation.to_owned(),
+            json!({
+                "parts": parts.len(),
+                "first_seq": parts.first().map(|p| p.first_seq),
+                "last_seq": parts.iter().map(|p| p.last_seq).max(),
+                "gaps": gaps,
+                "overlaps": overlaps,
+                "continuous": gaps == 0 && overlaps == 0,
+            }),
+        );
+    }
+    Ok(Ok((
+        Generations {
+            json: Value::Object(json),
+            problems,
+            warnings,
+        },
+        bytes_total,
+    )))
 }
 
 /// The checks of one data directory (or a downloaded copy of a target).
