@@ -59,7 +59,7 @@ fn main() {
             }
             tree.commit();
             let mut writes = Vec::new();
-            let mut next = tree.next_index();
+            let base = tree.next_index();
             for i in 0..slots as u64 {
                 writes.push(Write {
                     index: i,
@@ -70,10 +70,9 @@ fn main() {
                     value: Field::from_u64(5_000 + i),
                 });
                 writes.push(Write {
-                    index: next,
+                    index: base + i,
                     value: Field::from_u64(9_000 + i),
                 });
-                next += 1;
             }
             let nullifiers: Vec<Field> = (0..slots as u64)
                 .map(|i| Field::from_u64(77_000 + i))

@@ -64,7 +64,7 @@ pub fn g2_bytes(point: &G2Affine) -> [u8; 128] {
 /// The proof as groth16-solana and the pool take it: −A ‖ B ‖ C.
 pub fn proof_bytes(proof: &Proof<Bn254>) -> [u8; PROOF_BYTES] {
     let mut out = [0u8; PROOF_BYTES];
-    let neg_a: G1Affine = (-proof.a).into();
+    let neg_a: G1Affine = -proof.a;
     out[..64].copy_from_slice(&g1_bytes(&neg_a));
     out[64..192].copy_from_slice(&g2_bytes(&proof.b));
     out[192..].copy_from_slice(&g1_bytes(&proof.c));

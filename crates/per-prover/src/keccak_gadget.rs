@@ -114,7 +114,7 @@ pub fn keccak_f(state: &mut [Lane; 25]) -> Result<(), SynthesisError> {
 /// `bits[8k..8k+8]`, least significant first. Returns the 32-byte digest in the same layout.
 pub fn keccak256_single_block(bits: &[Boolean<Fr>]) -> Result<Vec<Boolean<Fr>>, SynthesisError> {
     let len = bits.len() / 8;
-    if bits.len() % 8 != 0 || len >= RATE_BYTES {
+    if !bits.len().is_multiple_of(8) || len >= RATE_BYTES {
         return Err(SynthesisError::Unsatisfiable);
     }
     let mut block: Vec<Boolean<Fr>> = bits.to_vec();
