@@ -91,8 +91,14 @@ pub struct Limits {
     pub snapshot_delta_chain_max: u32,
     /// Restore points retention always keeps (runbook: "check last 10 snapshots").
     pub snapshot_restore_points_min: usize,
-    /// Snapshot jobs waiting for the writer thread.
+    /// Sealed WAL segments waiting for compression on the snapshot thread.
     pub snapshot_jobs_max: usize,
+    /// Memory budget of effects handed to a busy snapshot writer, in records (≈ 300 bytes each);
+    /// past it they are replaced by one copy of the state (counted as a snapshot failure).
+    pub snapshot_pending_records_max: usize,
+    /// Seconds the snapshot writer may stay behind the sequencer before `/health` degrades and
+    /// one snapshot failure is counted (behind for less is normal: hand-overs are coalesced).
+    pub snapshot_behind_secs_max: u64,
     /// Seconds a remote backup target may fail, or an object wait for it, before `/health`
     /// degrades naming the target (`PER_BACKUP_LAG_MAX_SECS`).
     pub backup_lag_max_secs: u64,
@@ -123,6 +129,8 @@ impl Default for Limits {
             snapshot_delta_chain_max: 1000,
             snapshot_restore_points_min: 10,
             snapshot_jobs_max: 4,
+            snapshot_pending_records_max: 200_000,
+            snapshot_behind_secs_max: 60,
             backup_lag_max_secs: crate::backup::BACKUP_LAG_MAX_SECS_DEFAULT,
             backup_archive_delay_ms: crate::backup::archiver::ARCHIVE_DELAY_MS_DEFAULT,
         }
@@ -244,6 +252,11 @@ impl Limits {
                 self.snapshot_restore_points_min as u64,
             ),
             ("snapshot_jobs_max", self.snapshot_jobs_max as u64),
+            (
+                "snapshot_pending_records_max",
+                self.snapshot_pending_records_max as u64,
+            ),
+            ("snapshot_behind_secs_max", self.snapshot_behind_secs_max),
             ("backup_lag_max_secs", self.backup_lag_max_secs),
             ("backup_archive_delay_ms", self.backup_archive_delay_ms),
         ];

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub backup_pending: Family<TargetLabels, Gauge>,
     /// Failed sync rounds per backup target.
     pub backup_failures: Family<TargetLabels, Counter>,
+    /// Snapshot writer and process memory (refreshed at scrape time).
+    pub snapshots: crate::node::snapshot_metrics::SnapshotMetrics,
 }
 
 impl Metrics {
@@ -244,7 +246,9 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "Build version and role", build_info);
         let settlement = crate::settlement::metrics::SettlementMetrics::register(&mut registry);
+        let snapshots = crate::node::snapshot_metrics::SnapshotMetrics::register(&mut registry);
         Metrics {
+            snapshots,
             settlement,
             registry,
             http_requests,

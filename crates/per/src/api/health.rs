@@ -104,6 +104,18 @@ pub async fn health(State(app): State<AppState>) -> Response {
                 shared.snapshot_lag_degraded_secs_max
             ));
         }
+        if let Some(snapshots) = &shared.snapshots {
+            let behind = snapshots.writer_lag_secs();
+            let bound = snapshots.behind_secs_max.load(Ordering::Relaxed);
+            if behind > bound {
+                if status == "healthy" {
+                    status = "degraded";
+                }
+                reasons.push(format!(
+                    "the snapshot writer is {behind} s behind the sequencer (bound snapshot_behind_secs_max = {bound} s)"
+                ));
+            }
+        }
         for reason in &settlement.degraded {
             if status == "healthy" {
                 status = "degraded";
@@ -290,6 +302,7 @@ pub async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap
             .snapshot_write_duration
             .set(status.last_write_micros.load(Ordering::Relaxed) as f64 / 1e6);
     }
+    metrics.snapshots.refresh(shared.snapshots.as_deref());
     metrics
         .settlement
         .refresh(&crate::settlement::report::report(shared));

@@ -373,12 +373,15 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             delta_chain_max: limits.snapshot_delta_chain_max,
             restore_points_min: limits.snapshot_restore_points_min,
             jobs_max: limits.snapshot_jobs_max,
+            pending_records_max: limits.snapshot_pending_records_max,
+            behind_secs_max: limits.snapshot_behind_secs_max,
             epoch,
             key,
             wal_dir: config.data_dir.join("wal"),
             wal_age_min: per_store::wal::RETENTION_AGE_MIN_DEFAULT,
         },
-        state.seq(),
+        // The snapshot thread's replica: one copy at start-up, before the sequencer runs.
+        state.clone(),
         report.snapshot_tip,
     )
     .context("cannot start the snapshot thread")?;

@@ -184,6 +184,18 @@ impl ApiClient {
         serde_json::from_slice(&bytes).map_err(|e| CallError::BadResponse(e.to_string()))
     }
 
+    /// `GET <path>` → text (any 2xx), e.g. `/metrics`.
+    pub async fn get_text(&self, path: &str) -> Result<String, CallError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| from_reqwest(&e))?;
+        let bytes = Self::body_of(response).await?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| CallError::BadResponse(e.to_string()))
+    }
+
     async fn post_tx(
         &self,
         path: &str,

@@ -2,6 +2,8 @@
 
 pub mod recovery;
 pub mod shared;
+pub mod snapshot_handoff;
+pub mod snapshot_metrics;
 pub mod snapshotter;
 
 pub use recovery::{RecoveryError, RecoveryReport, RecoverySource, recover};

@@ -1,19 +1,27 @@
 //! Snapshots, taken without stalling the write path (DESIGN.md §5).
 //!
-//! The sequencer owns the state, so it decides *when* (every `every_txs` transactions, every
-//! `interval`, on request) and hands a job to the snapshot thread: a **delta** is the effects logged
-//! since the last snapshot (moved, not copied), a **full** snapshot is a clone of the state (the
-//! only pause the sequencer takes, measured in `per_snapshot_clone_seconds`). The snapshot thread
-//! encodes, encrypts, writes atomically, applies retention, and reports status for `/health`.
-//! A failed or skipped snapshot breaks the delta chain; the next one is then full.
+//! The sequencer decides *when* (every `every_txs` transactions, every `interval`, on request) and
+//! hands the logged effects since the last hand-over to the snapshot thread through a merging
+//! inbox (`snapshot_handoff.rs`): moved, never copied, and coalesced while the writer is busy.
+//! The snapshot thread keeps its own **replica** of the state, seeded once at start-up and
+//! advanced by every hand-over it applies (its root checked against the logged root each time),
+//! and decides the kind by policy: a **delta** file (the effects) or, every `delta_chain_max`
+//! deltas, on request, or when the chain on disk is broken, a **full** file encoded from the
+//! replica. The sequencer therefore never pauses to copy the state; it clones it only to re-seed
+//! a replica found wrong (a bug, counted and logged loudly) or past the memory budget, and that
+//! clone is always written. The thread also encrypts, writes atomically, applies retention, and
+//! reports status for `/health`.
 
+pub use crate::node::snapshot_handoff::SnapshotPlanner;
+use crate::node::snapshot_handoff::{Handoff, Inbox, PendingSnapshot};
 use crate::node::unix_millis;
-use per_core::{Field, SettlementEvent, State, StateDelta, TxEffects};
+use per_core::State;
 use per_store::EncryptionKey;
 use per_store::snapshot::{self, SnapshotFile, SnapshotKind};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -30,8 +38,14 @@ pub struct SnapshotPolicy {
     pub delta_chain_max: u32,
     /// Restore points retention keeps at least (runbook: "check last 10 snapshots").
     pub restore_points_min: usize,
-    /// Snapshot jobs waiting for the writer.
+    /// Sealed WAL segments waiting for compression.
     pub jobs_max: usize,
+    /// Memory budget of the hand-over waiting for a busy writer, in records (effects); past it
+    /// the waiting effects are replaced by one copy of the state.
+    pub pending_records_max: usize,
+    /// Seconds the writer may stay behind (oldest handed-over effect not yet written) before it
+    /// counts as a snapshot failure and `/health` degrades.
+    pub behind_secs_max: u64,
     /// Epoch written into headers.
     pub epoch: u64,
     /// Encryption at rest.
@@ -51,10 +65,38 @@ pub struct SnapshotStatus {
     pub last_seq: AtomicU64,
     /// Duration of the last write, microseconds.
     pub last_write_micros: AtomicU64,
-    /// Failed snapshot writes since start.
+    /// Failed snapshot writes, and writer-behind episodes past `behind_secs_max`, since start.
     pub failures: AtomicU64,
-    /// The chain is broken: the next snapshot must be full.
-    pub need_full: AtomicBool,
+    /// Unix ms of the oldest handed-over effect not yet written (0: the writer is caught up).
+    pub oldest_unwritten_ms: AtomicU64,
+    /// `behind_secs_max` (for `/health`).
+    pub behind_secs_max: AtomicU64,
+    /// The current behind episode was already counted as a failure.
+    pub behind_episode: AtomicBool,
+    /// Hand-overs merged into one still waiting for the writer.
+    pub coalesced: AtomicU64,
+    /// Copies of the whole state made by the sequencer (re-seeds only).
+    pub state_clones: AtomicU64,
+    /// Full snapshots written from such a copy (equals `state_clones` unless a write failed).
+    pub fulls_from_clone: AtomicU64,
+    /// Full snapshots written (from the replica or a copy).
+    pub fulls_written: AtomicU64,
+    /// Delta snapshots written.
+    pub deltas_written: AtomicU64,
+    /// Hand-overs whose replay on the replica did not give the logged root (a bug).
+    pub replica_mismatches: AtomicU64,
+    /// The replica was dropped: the planner re-seeds it from a copy at its next hand-over.
+    pub replica_lost: AtomicBool,
+}
+
+impl SnapshotStatus {
+    /// Seconds the writer is behind (0: caught up).
+    pub fn writer_lag_secs(&self) -> u64 {
+        match self.oldest_unwritten_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            since => unix_millis().saturating_sub(since) / 1000,
+        }
+    }
 }
 
 /// The result of one snapshot, for `/admin/snapshot` and verbs.
@@ -73,43 +115,12 @@ pub struct SnapshotOutcome {
 /// Where an explicit request's answer goes.
 pub type SnapshotResponder = oneshot::Sender<Result<SnapshotOutcome, String>>;
 
-enum JobBody {
-    Full(Box<State>),
-    Delta(StateDelta),
-}
-
-struct SnapshotJob {
-    body: JobBody,
-    seq: u64,
-    timestamp_ms: u64,
-    respond: Option<SnapshotResponder>,
-}
-
-enum Job {
-    Snapshot(SnapshotJob),
-    /// A WAL segment was sealed by rotation: compress it.
-    CompressSegment(PathBuf),
-}
-
-/// The sequencer's side: accumulates the delta and decides when to snapshot.
-pub struct SnapshotPlanner {
-    policy: SnapshotPolicy,
-    jobs: mpsc::SyncSender<Job>,
-    status: Arc<SnapshotStatus>,
-    pending: Vec<(u64, TxEffects)>,
-    pending_settlement: Vec<(u64, SettlementEvent)>,
-    group_ends: Vec<(u64, Field)>,
-    base_seq: u64,
-    deltas_in_chain: u32,
-    last_taken: Instant,
-}
-
-/// Starts the snapshot thread. `tip` is the newest snapshot on disk the recovered state builds on
-/// (seq and inner checksum); when the state is ahead of it (or there is none) the first snapshot
-/// is full.
+/// Starts the snapshot thread. `replica` is a copy of the recovered state (taken once, before the
+/// sequencer starts); `tip` is the newest snapshot on disk it builds on (seq and inner checksum).
+/// When the state is ahead of the tip (or there is none) the first snapshot is full.
 pub fn spawn(
     policy: SnapshotPolicy,
-    state_seq: u64,
+    replica: State,
     tip: Option<(u64, [u8; 32])>,
 ) -> std::io::Result<(
     SnapshotPlanner,
@@ -117,155 +128,102 @@ pub fn spawn(
     std::thread::JoinHandle<()>,
 )> {
     assert!(policy.every_txs > 0 && policy.jobs_max > 0);
+    let state_seq = replica.seq();
     let status = Arc::new(SnapshotStatus::default());
+    status
+        .behind_secs_max
+        .store(policy.behind_secs_max, Ordering::Relaxed);
     if let Some((seq, _)) = tip {
         status.last_seq.store(seq, Ordering::Relaxed);
         status
             .last_unix_secs
             .store(crate::node::unix_secs(), Ordering::Relaxed);
     }
-    status.need_full.store(
-        tip.is_none_or(|(seq, _)| seq != state_seq),
-        Ordering::Relaxed,
-    );
-    let (jobs, receiver) = mpsc::sync_channel(policy.jobs_max);
+    let handoff = Arc::new(Handoff::default());
     let writer = Writer {
         policy: policy.clone(),
         status: status.clone(),
         tip,
+        replica: Some(replica),
+        chain_broken: tip.is_none_or(|(seq, _)| seq != state_seq),
+        deltas_in_chain: 0,
+        write_delay: test_write_delay(),
     };
+    let thread_handoff = handoff.clone();
     let thread = std::thread::Builder::new()
         .name("per-snapshots".to_owned())
-        .spawn(move || writer.run(receiver))?;
+        .spawn(move || writer.run(&thread_handoff))?;
     let planner = SnapshotPlanner {
         policy,
-        jobs,
+        handoff,
         status: status.clone(),
         pending: Vec::new(),
         pending_settlement: Vec::new(),
         group_ends: Vec::new(),
         base_seq: state_seq,
-        deltas_in_chain: 0,
         last_taken: Instant::now(),
     };
     Ok((planner, status, thread))
 }
 
-impl SnapshotPlanner {
-    /// Records a durable group's effects; snapshots when `every_txs` have accumulated.
-    /// `settlement` holds the group's settlement records (a batch seal at its end, or the one
-    /// event of a settlement group).
-    pub fn after_group(
-        &mut self,
-        state: &State,
-        records: Vec<(u64, TxEffects)>,
-        settlement: Vec<(u64, SettlementEvent)>,
-        root: Field,
-    ) {
-        if records.is_empty() && settlement.is_empty() {
-            return;
-        }
-        self.pending.extend(records);
-        self.pending_settlement.extend(settlement);
-        self.group_ends.push((state.seq(), root));
-        if self.pending.len() as u64 >= self.policy.every_txs {
-            self.take(state, false, None);
-        }
-    }
-
-    /// Time trigger, called about once a second.
-    pub fn on_tick(&mut self, state: &State) {
-        let behind = state.seq() != self.status.last_seq.load(Ordering::Relaxed);
-        if behind && self.last_taken.elapsed() >= self.policy.interval {
-            self.take(state, false, None);
-        }
-    }
-
-    /// An explicit request (admin API, before settlement, start-up).
-    pub fn request(&mut self, state: &State, full: bool, respond: Option<SnapshotResponder>) {
-        self.take(state, full, respond);
-    }
-
-    fn take(&mut self, state: &State, full: bool, respond: Option<SnapshotResponder>) {
-        // Clear the flag whatever was asked: a full snapshot starts a new chain, so the flag must
-        // not outlive it and turn the next delta into a full one too.
-        let need_full = self.status.need_full.swap(false, Ordering::AcqRel);
-        // A delta needs something in it: a request with nothing new gets a full snapshot.
-        let want_full = full
-            || need_full
-            || (self.pending.is_empty() && self.pending_settlement.is_empty())
-            || self.deltas_in_chain >= self.policy.delta_chain_max;
-        let body = if want_full {
-            let started = Instant::now();
-            let clone = Box::new(state.clone());
-            tracing::debug!(
-                micros = started.elapsed().as_micros() as u64,
-                seq = state.seq(),
-                "state cloned for a full snapshot"
-            );
-            self.deltas_in_chain = 0;
-            JobBody::Full(clone)
-        } else {
-            self.deltas_in_chain += 1;
-            JobBody::Delta(StateDelta {
-                base_seq: self.base_seq,
-                seq: state.seq(),
-                timestamp_ms: 0,
-                records: std::mem::take(&mut self.pending),
-                group_ends: std::mem::take(&mut self.group_ends),
-                merkle_root: state.root(),
-                settlement: std::mem::take(&mut self.pending_settlement),
-            })
-        };
-        self.pending.clear();
-        self.pending_settlement.clear();
-        self.group_ends.clear();
-        self.base_seq = state.seq();
-        self.last_taken = Instant::now();
-        let job = Job::Snapshot(SnapshotJob {
-            body,
-            seq: state.seq(),
-            timestamp_ms: unix_millis(),
-            respond,
-        });
-        if let Err(error) = self.jobs.try_send(job) {
-            // The writer is behind (or gone): skip this one and start a new chain next time.
-            self.status.need_full.store(true, Ordering::Release);
-            self.status.failures.fetch_add(1, Ordering::Relaxed);
-            let (mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) = error;
-            if let Job::Snapshot(job) = job {
-                tracing::warn!(
-                    seq = job.seq,
-                    "snapshot skipped: the snapshot writer is busy"
-                );
-                if let Some(respond) = job.respond {
-                    let _ = respond.send(Err("the snapshot writer is busy; retry".to_owned()));
-                }
-            }
-        }
-    }
-
-    /// A WAL segment was sealed by rotation: compress it off the write path (best effort: an
-    /// uncompressed sealed segment is still valid).
-    pub fn segment_sealed(&mut self, segment: PathBuf) {
-        if self.jobs.try_send(Job::CompressSegment(segment)).is_err() {
-            tracing::warn!("sealed WAL segment left uncompressed: the snapshot thread is busy");
-        }
-    }
+enum Work {
+    Snapshot(PendingSnapshot),
+    Compress(PathBuf),
 }
 
 struct Writer {
     policy: SnapshotPolicy,
     status: Arc<SnapshotStatus>,
     tip: Option<(u64, [u8; 32])>,
+    /// The state at the last hand-over applied (None: dropped after a mismatch, until re-seeded).
+    replica: Option<State>,
+    /// The newest file on disk is not the base of the next delta: the next snapshot is full.
+    chain_broken: bool,
+    deltas_in_chain: u32,
+    /// Test knob (`PER_TEST_SNAPSHOT_WRITE_DELAY_MS`): a slow disk for the writer.
+    write_delay: Option<Duration>,
+}
+
+/// `PER_TEST_SNAPSHOT_WRITE_DELAY_MS`: a pause before each snapshot write, so tests can make the
+/// writer fall behind the sequencer (as a slow disk would). Unset in production.
+fn test_write_delay() -> Option<Duration> {
+    let millis: u64 = std::env::var("PER_TEST_SNAPSHOT_WRITE_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    tracing::warn!(
+        millis,
+        "PER_TEST_SNAPSHOT_WRITE_DELAY_MS is set: every snapshot write is delayed (a test knob)"
+    );
+    Some(Duration::from_millis(millis))
 }
 
 impl Writer {
-    fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        for job in jobs {
-            let job = match job {
-                Job::Snapshot(job) => job,
-                Job::CompressSegment(segment) => {
+    fn next_work(handoff: &Handoff) -> Option<Work> {
+        let mut inbox: MutexGuard<'_, Inbox> = handoff.lock();
+        loop {
+            // Snapshots first: they are what `/health` and recovery time depend on.
+            if let Some(pending) = inbox.snapshot.take() {
+                return Some(Work::Snapshot(pending));
+            }
+            if let Some(segment) = inbox.compress.pop_front() {
+                return Some(Work::Compress(segment));
+            }
+            if inbox.closed {
+                return None;
+            }
+            inbox = handoff
+                .ready
+                .wait(inbox)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn run(mut self, handoff: &Handoff) {
+        while let Some(work) = Self::next_work(handoff) {
+            let job = match work {
+                Work::Snapshot(job) => job,
+                Work::Compress(segment) => {
                     match per_store::compress_sealed(&self.policy.wal_dir, &segment) {
                         Ok(path) => {
                             tracing::info!(path = %path.display(), "sealed WAL segment compressed")
@@ -278,7 +236,18 @@ impl Writer {
                 }
             };
             let started = Instant::now();
-            let result = self.write(job.body, job.seq, job.timestamp_ms);
+            if let Some(delay) = self.write_delay {
+                std::thread::sleep(delay);
+            }
+            let PendingSnapshot {
+                delta,
+                full,
+                respond,
+                reseed,
+                ..
+            } = job;
+            let seq = delta.seq;
+            let result = self.handle(delta, full, reseed);
             match &result {
                 Ok((file, false)) => {
                     self.tip = Some((file.meta.seq, file.meta.inner_checksum));
@@ -308,12 +277,23 @@ impl Writer {
                 }
                 Err(error) => {
                     self.status.failures.fetch_add(1, Ordering::Relaxed);
-                    self.status.need_full.store(true, Ordering::Release);
-                    tracing::error!(seq = job.seq, %error, "snapshot failed; the next one will be full");
+                    self.chain_broken = true;
+                    tracing::error!(seq, %error, "snapshot failed; the next one will be full");
                 }
             }
-            if let Some(respond) = job.respond {
-                let _ = respond.send(result.map(|(file, _)| SnapshotOutcome {
+            {
+                // Caught up to whatever waits now (merged while this one was written).
+                let inbox = handoff.lock();
+                let since = inbox.snapshot.as_ref().map_or(0, |p| p.handed_at_ms);
+                self.status
+                    .oldest_unwritten_ms
+                    .store(since, Ordering::Relaxed);
+                if since == 0 {
+                    self.status.behind_episode.store(false, Ordering::Release);
+                }
+            }
+            for respond in respond {
+                let _ = respond.send(result.clone().map(|(file, _)| SnapshotOutcome {
                     seq: file.meta.seq,
                     kind: match file.meta.kind {
                         SnapshotKind::Full => "full",
@@ -324,6 +304,112 @@ impl Writer {
                 }));
             }
         }
+    }
+
+    /// Advances the replica by the hand-over and writes the snapshot policy asks for; `(file,
+    /// false)` when the state was already on disk.
+    fn handle(
+        &mut self,
+        mut delta: per_core::StateDelta,
+        full: bool,
+        reseed: Option<Box<State>>,
+    ) -> Result<(SnapshotFile, bool), String> {
+        let from_clone = reseed.is_some();
+        if let Some(state) = reseed {
+            self.replica = Some(*state);
+            self.chain_broken = true;
+        }
+        let seq = delta.seq;
+        let has_effects = !delta.records.is_empty() || !delta.settlement.is_empty();
+        if has_effects && let Some(replica) = self.replica.as_mut() {
+            let started = Instant::now();
+            if let Err(error) = replica.apply_delta(&delta) {
+                self.replica = None;
+                self.status
+                    .replica_mismatches
+                    .fetch_add(1, Ordering::Relaxed);
+                self.status.replica_lost.store(true, Ordering::Release);
+                tracing::error!(
+                    %error,
+                    base_seq = delta.base_seq,
+                    seq,
+                    "BUG: the snapshot replica does not match the logged effects; it is dropped and re-seeded from a copy of the state at the next snapshot (no full snapshot is written from it)"
+                );
+            } else {
+                tracing::trace!(
+                    micros = started.elapsed().as_micros() as u64,
+                    records = delta.records.len(),
+                    "replica advanced"
+                );
+            }
+        }
+        let key = self.policy.key.as_deref();
+        let chain_ok = !self.chain_broken && self.tip.is_some_and(|(s, _)| s == delta.base_seq);
+        // A delta needs something in it: a request with nothing new gets a full snapshot.
+        let want_full = full
+            || !chain_ok
+            || !has_effects
+            || self.deltas_in_chain >= self.policy.delta_chain_max;
+        let replica = self.replica.as_ref().filter(|r| r.seq() == seq);
+        if want_full && let Some(replica) = replica {
+            if let Some(existing) = self.existing_at_tip(seq, &[SnapshotKind::Full]) {
+                return Ok((existing, false));
+            }
+            let timestamp_ms = unix_millis();
+            let bytes = replica.to_image(timestamp_ms).encode();
+            let file = snapshot::write_snapshot(
+                &self.policy.dir,
+                SnapshotKind::Full,
+                seq,
+                self.policy.epoch,
+                None,
+                timestamp_ms,
+                &bytes,
+                key,
+            )
+            .map_err(|e| e.to_string())?;
+            self.chain_broken = false;
+            self.deltas_in_chain = 0;
+            self.status.fulls_written.fetch_add(1, Ordering::Relaxed);
+            if from_clone {
+                self.status.fulls_from_clone.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok((file, true));
+        }
+        if !has_effects {
+            return self
+                .existing_at_tip(seq, &[SnapshotKind::Delta, SnapshotKind::Full])
+                .map(|file| (file, false))
+                .ok_or_else(|| {
+                    format!("nothing new since snapshot seq {seq}, and no replica to write a full one from")
+                });
+        }
+        let tip = self.tip.filter(|_| chain_ok).ok_or_else(|| {
+            format!(
+                "the delta chain is broken at seq {seq} and there is no replica to write a full snapshot from (re-seeding)"
+            )
+        })?;
+        if want_full {
+            tracing::warn!(
+                seq,
+                "full snapshot deferred until the replica is re-seeded; writing a delta"
+            );
+        }
+        delta.timestamp_ms = unix_millis();
+        let file = snapshot::write_snapshot(
+            &self.policy.dir,
+            SnapshotKind::Delta,
+            seq,
+            self.policy.epoch,
+            Some(tip),
+            delta.timestamp_ms,
+            &delta.encode(),
+            key,
+        )
+        .map_err(|e| e.to_string())?;
+        self.deltas_in_chain += 1;
+        self.status.deltas_written.fetch_add(1, Ordering::Relaxed);
+        Ok((file, true))
     }
 
     /// The snapshot already on disk holding the state at `seq` when `seq` is the tip: a full one
@@ -349,73 +435,6 @@ impl Writer {
             let bytes = std::fs::metadata(&path).ok()?.len();
             Some(SnapshotFile { path, meta, bytes })
         })
-    }
-
-    /// Writes the job's snapshot; `(file, false)` when the state was already on disk.
-    fn write(
-        &self,
-        body: JobBody,
-        seq: u64,
-        timestamp_ms: u64,
-    ) -> Result<(SnapshotFile, bool), String> {
-        let key = self.policy.key.as_deref();
-        match body {
-            JobBody::Full(state) => {
-                if let Some(existing) = self.existing_at_tip(seq, &[SnapshotKind::Full]) {
-                    return Ok((existing, false));
-                }
-                let bytes = state.to_image(timestamp_ms).encode();
-                drop(state);
-                snapshot::write_snapshot(
-                    &self.policy.dir,
-                    SnapshotKind::Full,
-                    seq,
-                    self.policy.epoch,
-                    None,
-                    timestamp_ms,
-                    &bytes,
-                    key,
-                )
-                .map(|file| (file, true))
-                .map_err(|e| e.to_string())
-            }
-            JobBody::Delta(mut delta) => {
-                let tip = self
-                    .tip
-                    .filter(|(tip_seq, _)| *tip_seq == delta.base_seq)
-                    .ok_or_else(|| {
-                        format!(
-                            "delta at seq {seq} has base {} but the last snapshot is {:?}",
-                            delta.base_seq,
-                            self.tip.map(|t| t.0)
-                        )
-                    })?;
-                if delta.base_seq == seq {
-                    // Nothing since the tip: an empty delta is not a snapshot.
-                    return self
-                        .existing_at_tip(seq, &[SnapshotKind::Delta, SnapshotKind::Full])
-                        .map(|file| (file, false))
-                        .ok_or_else(|| {
-                            format!(
-                                "nothing new since snapshot seq {seq}, which is no longer on disk"
-                            )
-                        });
-                }
-                delta.timestamp_ms = timestamp_ms;
-                snapshot::write_snapshot(
-                    &self.policy.dir,
-                    SnapshotKind::Delta,
-                    seq,
-                    self.policy.epoch,
-                    Some(tip),
-                    timestamp_ms,
-                    &delta.encode(),
-                    key,
-                )
-                .map(|file| (file, true))
-                .map_err(|e| e.to_string())
-            }
-        }
     }
 
     /// Snapshot retention (keep ≥ `restore_points_min` restore points and their chains), then

@@ -46,6 +46,14 @@
 //! only when stderr is a terminal. SIGINT stops the schedule early; the summary is still printed
 //! (`interrupted: true`).
 //!
+//! `--report-every SECS` prints one `interval t=…` line on stderr every SECS of the measured phase
+//! (and one for the last partial interval): the interval's ok rate, ok and error counts, p50/p99/max
+//! latency, then the node's RSS (`per_process_resident_memory_bytes`) and snapshot-writer state
+//! (`per_snapshot_writer_lag_seconds`, `_age_seconds`, `_failures`, `_fulls_written`,
+//! `_deltas_written`, `_coalesced`, `_state_clones`) read from `/metrics` (`-` when unreadable).
+//! With `--json` the report gains `"report_every_secs"` and `"intervals": [{"t_secs", "ok",
+//! "errors", "rate", "p50_ms", "p99_ms", "max_ms", "node": {"rss_bytes", ...} | null}, ...]`.
+//!
 //! `--ack-log FILE` appends one JSON line per acknowledged transaction, preparation deposits
 //! included — `{"kind", "receipt_id", "seq", "new_root", "leaf_indices", "output_commitments"}`
 //! (a deposit has `leaf_indices: [leaf_index]`, `output_commitments: [commitment]`) — written
@@ -55,6 +63,7 @@
 //! log could not be written; 2 bad flags or no usable deposit token; 3 the node cannot be reached
 //! (before or while preparing).
 
+mod intervals;
 mod stats;
 mod workload;
 
@@ -123,6 +132,11 @@ pub struct LoadgenArgs {
     /// Notes to deposit before measuring [default: clamp(2·rate, 64, 20000)].
     #[arg(long)]
     pub prepare_notes: Option<usize>,
+    /// Every SECS of the measured phase, a line on stderr (rate, p50/p99/max, errors, and the
+    /// node's RSS and snapshot-writer state from `/metrics`); with `--json`, also the report's
+    /// `intervals` array.
+    #[arg(long, value_name = "SECS")]
+    pub report_every: Option<u64>,
 }
 
 /// Parses `90`, `90s`, `1.5m`, `1h`, `250ms`.
@@ -170,6 +184,9 @@ fn plan(args: &LoadgenArgs) -> anyhow::Result<Plan> {
     }
     if args.timeout_ms == 0 || args.timeout_ms > 3_600_000 {
         return Err(Exit::usage("--timeout-ms must be between 1 and 3600000"));
+    }
+    if args.report_every == Some(0) {
+        return Err(Exit::usage("--report-every must be > 0 seconds"));
     }
     if args.in_flight_max == 0 {
         return Err(Exit::usage("--in-flight-max must be > 0"));
@@ -306,9 +323,30 @@ async fn run(
         in_flight_max: args.in_flight_max,
         drain_max: plan.timeout + Duration::from_secs(2),
     };
+    let intervals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop_intervals = Arc::new(tokio::sync::Notify::new());
+    let interval_task = args.report_every.map(|secs| {
+        tokio::spawn(intervals::report_loop(
+            ctx.stats.clone(),
+            ctx.client.clone(),
+            Duration::from_secs(secs),
+            stop_intervals.clone(),
+            intervals.clone(),
+        ))
+    });
     let measured = workload::measure(&ctx, &schedule, progress).await;
+    if let Some(task) = interval_task {
+        stop_intervals.notify_one();
+        let _ = task.await;
+    }
     let ack_failures = ctx.ack.as_ref().map_or(0, workload::AckLog::failures);
-    Ok(report(args, plan, &measured, ack_failures))
+    let mut report = report(args, plan, &measured, ack_failures);
+    if let Some(secs) = args.report_every {
+        let intervals = std::mem::take(&mut *intervals.lock().unwrap_or_else(|e| e.into_inner()));
+        report.json["report_every_secs"] = json!(secs);
+        report.json["intervals"] = Value::Array(intervals);
+    }
+    Ok(report)
 }
 
 fn report(

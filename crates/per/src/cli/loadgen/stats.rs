@@ -18,6 +18,8 @@ pub const ABANDONED: &str = "abandoned";
 struct Inner {
     latency_us: Histogram<u64>,
     ok: u64,
+    /// The current `--report-every` interval (reset by [`Stats::take_interval`]).
+    interval: Interval,
     errors: BTreeMap<String, u64>,
     /// Set by [`Stats::freeze`]: later outcomes are ignored, so the report stays consistent.
     frozen: bool,
@@ -30,6 +32,17 @@ pub struct Stats {
     /// Requests on the wire right now.
     pub in_flight: AtomicU64,
     inner: Mutex<Inner>,
+}
+
+/// The counts of one `--report-every` interval.
+#[derive(Clone)]
+pub struct Interval {
+    /// Acknowledged transactions.
+    pub ok: u64,
+    /// Errors of every kind.
+    pub errors: u64,
+    /// Latencies of the acknowledged transactions.
+    pub latency_us: Histogram<u64>,
 }
 
 /// A consistent copy of the counters.
@@ -51,12 +64,18 @@ impl Stats {
     pub fn new() -> Result<Stats, hdrhistogram::CreationError> {
         // Auto-resizing: a latency is never out of range (3 significant digits always).
         let latency_us = Histogram::<u64>::new(3)?;
+        let interval = Interval {
+            ok: 0,
+            errors: 0,
+            latency_us: latency_us.clone(),
+        };
         Ok(Stats {
             sent: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 latency_us,
                 ok: 0,
+                interval,
                 errors: BTreeMap::new(),
                 frozen: false,
             }),
@@ -82,6 +101,25 @@ impl Stats {
         if inner.latency_us.record(micros).is_err() {
             inner.latency_us.saturating_record(micros);
         }
+        inner.interval.ok += 1;
+        if inner.interval.latency_us.record(micros).is_err() {
+            inner.interval.latency_us.saturating_record(micros);
+        }
+    }
+
+    /// The counts since the previous call (the current interval), and a fresh interval.
+    pub fn take_interval(&self) -> Interval {
+        let mut inner = self.lock();
+        let mut latency_us = inner.interval.latency_us.clone();
+        latency_us.reset();
+        std::mem::replace(
+            &mut inner.interval,
+            Interval {
+                ok: 0,
+                errors: 0,
+                latency_us,
+            },
+        )
     }
 
     /// An error of `kind` (not in the latency histogram).
@@ -94,6 +132,7 @@ impl Stats {
         let mut inner = self.lock();
         if count > 0 && !inner.frozen {
             *inner.errors.entry(kind.to_owned()).or_insert(0) += count;
+            inner.interval.errors += count;
         }
     }
 
