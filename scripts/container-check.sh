@@ -35,7 +35,12 @@ IMAGE=localhost/noirwire_per:check
 MIRROR=${PER_CHECK_MIRROR:-http://deb.debian.org/debian}
 DB=${PER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 PODMAN=(podman --runtime runc --cgroup-manager cgroupfs --storage-driver vfs)
-RUN_FLAGS=(--network host --ulimit nofile=65536:65536 --ulimit nproc=65536:65536 --stop-timeout 60)
+# Explicit rlimits (the defaults fail here): open files as this shell's hard limit allows (runc
+# cannot raise it), processes 4096 (runc is refused higher nproc values on this machine).
+NOFILE=$(ulimit -H -n); [[ $NOFILE == unlimited || $NOFILE -gt 65536 ]] && NOFILE=65536
+NOFILE="$NOFILE:$NOFILE"
+NPROC=${PER_CHECK_NPROC:-4096:4096}
+RUN_FLAGS=(--network host --ulimit "nofile=$NOFILE" --ulimit "nproc=$NPROC" --stop-timeout 60)
 suffix=$$
 PRIMARY=per-check-primary-$suffix
 STANDBY=per-check-standby-$suffix
@@ -94,6 +99,9 @@ fi
 
 step "2. runtime image $IMAGE from ./Dockerfile (target runtime-prebuilt, --format docker)"
 t0=$SECONDS
+if [[ ${PER_CHECK_REUSE_IMAGE:-0} == 1 ]] && "${PODMAN[@]}" image exists "$IMAGE"; then
+  ok "PER_CHECK_REUSE_IMAGE=1: reusing $IMAGE (a development shortcut; CI always rebuilds)"
+else
 rm -rf dist && mkdir -p dist
 # Debug info is not needed in the image (and makes a debug build's binary ~10× larger).
 objcopy --strip-debug "$per_host" dist/per
@@ -101,6 +109,7 @@ chmod 0755 dist/per
 "${PODMAN[@]}" build --quiet --format docker --network host --target runtime-prebuilt \
   --build-arg BASE_IMAGE="$BASE" --build-arg PER_BINARY=dist/per -t "$IMAGE" . >/dev/null
 rm -rf dist
+fi
 ok "built in $((SECONDS - t0)) s, $("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE") bytes"
 hc=$("${PODMAN[@]}" image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE")
 [[ $hc == *healthcheck* ]] || fail "the image has no HEALTHCHECK: $hc"
@@ -138,11 +147,15 @@ ack=$(curl -sS --max-time 10 -X POST "http://127.0.0.1:$P1/deposit" -H "Authoriz
 [[ $(jq -r .success <<<"$ack") == true ]] || fail "deposit: $ack"
 receipt=$(jq -r .receipt_id <<<"$ack"); seq=$(jq -r .seq <<<"$ack")
 ok "deposit acknowledged: seq $seq, receipt $receipt"
+# A full snapshot now (the runbook's capture_snapshot, online): it lands in the runbook's volume.
+"${PODMAN[@]}" exec "$PRIMARY" ./bin/capture_snapshot --url "http://127.0.0.1:$P1" >/dev/null \
+  || fail "podman exec $PRIMARY ./bin/capture_snapshot --url …"
+ok "podman exec $PRIMARY ./bin/capture_snapshot --url http://127.0.0.1:$P1"
 out=$("${PODMAN[@]}" exec "$PRIMARY" ./bin/capture_emergency_snapshot --json) \
   || fail "podman exec $PRIMARY ./bin/capture_emergency_snapshot"
 dir=$(jq -r .dir <<<"$out")
 "${PODMAN[@]}" exec "$PRIMARY" test -s "$dir/MANIFEST.json" || fail "no $dir/MANIFEST.json"
-ok "podman exec $PRIMARY ./bin/capture_emergency_snapshot → $dir ($(jq -r .files <<<"$out" | jq length 2>/dev/null || jq -r .files <<<"$out") files)"
+ok "podman exec $PRIMARY ./bin/capture_emergency_snapshot → $dir ($(jq -c '{files, bytes, lock_held}' <<<"$out"))"
 # Snapshots land in the runbook's volume.
 "${PODMAN[@]}" exec "$PRIMARY" sh -c 'ls /app/snapshots/*.snap >/dev/null' || fail "no snapshot in /app/snapshots"
 ls "$work/primary/snapshots/"*.snap >/dev/null || fail "no snapshot in the host's volume"
