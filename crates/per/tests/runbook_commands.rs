@@ -149,14 +149,29 @@ fn bin_wrappers_run_the_verbs_on_a_real_node_and_data_dir() {
         "{}",
         monitored.stdout
     );
-    // A notice with the runbook's severity name (no channel configured: none delivered).
+    // A notice with the runbook's severity name: CRITICAL is P1; with no channel configured the
+    // verb refuses (exit 2) and names the P1 channels (delivery itself: notify_incident tests).
     let notice = run(
         &node,
         "./scripts/notify_incident.sh --severity CRITICAL --message \"PER service halted due to critical failure\" --json",
         &[],
+        2,
+    );
+    assert!(
+        notice
+            .stderr
+            .contains("no alert channel is configured for P1"),
+        "{}",
+        notice.stderr
+    );
+
+    // A full snapshot now, online (the restore point the offline commands below work from).
+    run(
+        &node,
+        &format!("./bin/capture_snapshot --url {url}"),
+        &[],
         0,
     );
-    assert_eq!(notice.json["severity"], "P1", "{}", notice.stdout);
 
     // Offline: the recovery scenarios' commands on the stopped node's data dir.
     let status = node.sigterm(Duration::from_secs(15)).expect("stopped");
