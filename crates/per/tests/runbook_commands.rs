@@ -174,6 +174,8 @@ fn bin_wrappers_run_the_verbs_on_a_real_node_and_data_dir() {
     );
 
     // Offline: the recovery scenarios' commands on the stopped node's data dir.
+    // The state at the stop (the requeue decision is a WAL record: it took a seq).
+    let info = node.api().pool_info();
     let status = node.sigterm(Duration::from_secs(15)).expect("stopped");
     assert_eq!(status.code(), Some(0), "{}", node.log());
     let found = run(
@@ -196,7 +198,12 @@ fn bin_wrappers_run_the_verbs_on_a_real_node_and_data_dir() {
     );
     run(&node, "./bin/verify_snapshot test_snapshot.bin", &[], 0);
     run(&node, "./scripts/verify_backups.sh --json", &[], 0);
-    run(&node, "./bin/restore_snapshot --file latest --json", &[], 0);
+    run(
+        &node,
+        "./bin/restore_snapshot --file latest --force --json",
+        &[],
+        0,
+    );
     let replayed = run(
         &node,
         "./bin/replay_wal --from-snapshot latest --json",
