@@ -3,7 +3,7 @@
 # config, the Alertmanager config (amtool check-config), Alertmanager routing (amtool config
 # routes test: each severity reaches its receiver), Alertmanager inhibition against a real
 # Alertmanager (a P1 mutes the same instance's P2/P3, not another instance's), and the Grafana
-# dashboard JSON. Exits non-zero on the first failure.
+# dashboard JSON, and the systemd unit (systemd-analyze verify). Exits non-zero on the first failure.
 #
 # Needs: promtool and amtool (Debian: apt-get install -y prometheus prometheus-alertmanager),
 # curl and python3. The live inhibition check also needs the alertmanager binary
@@ -71,6 +71,19 @@ for p in d["panels"]:
         assert "per_" in t["expr"] or 'job="per"' in t["expr"], (p["title"], t["expr"])
 print("  %d panels" % len(ids))
 PY
+
+echo "== systemd-analyze verify (deploy/systemd/*.service)"
+command -v systemd-analyze >/dev/null || fail "systemd-analyze not found (apt-get install -y systemd)"
+unit_dir=$(mktemp -d)
+for unit in systemd/*.service; do
+  # ExecStart must name an existing executable for verify: the per under test, else /bin/true.
+  per_bin=$(command -v per || echo /bin/true)
+  sed "s#/usr/local/bin/per#${per_bin}#" "$unit" > "$unit_dir/$(basename "$unit")"
+  out=$(systemd-analyze verify "$unit_dir/$(basename "$unit")" 2>&1) || { rm -rf "$unit_dir"; fail "systemd-analyze verify $unit: $out"; }
+  if grep -q "$(basename "$unit"):" <<<"$out"; then rm -rf "$unit_dir"; fail "systemd-analyze warns about $unit: $out"; fi
+  echo "  $unit: ok"
+done
+rm -rf "$unit_dir"
 
 if [ "${SKIP_LIVE:-0}" = 1 ]; then
   echo "== live inhibition check skipped (SKIP_LIVE=1)"
