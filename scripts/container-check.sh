@@ -32,7 +32,18 @@ if [[ -z $per_host ]]; then
 fi
 BASE=localhost/per-bookworm-base:latest
 IMAGE=localhost/noirwire_per:check
-MIRROR=${PER_CHECK_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror: PER_CHECK_MIRROR, else the host's own apt source (the first deb822 `URIs:` or
+# one-line `deb` entry), so the script names no mirror of its own.
+host_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -r $f ]] && awk '/^URIs:/ { print $2; exit }' "$f" && return 0
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -r $f ]] && awk '$1 == "deb" && $2 !~ /^\[/ { print $2; exit }' "$f" && return 0
+  done
+}
+MIRROR=${PER_CHECK_MIRROR:-$(host_mirror | head -n1)}
 DB=${PER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 PODMAN=(podman --runtime runc --cgroup-manager cgroupfs --storage-driver vfs)
 # Explicit rlimits (the defaults fail here): open files as this shell's hard limit allows (runc
