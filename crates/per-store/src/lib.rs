@@ -14,6 +14,7 @@
 
 pub mod backup;
 pub mod crypto;
+pub mod pg_connect;
 pub mod snapshot;
 pub mod storage;
 pub mod wal;
@@ -22,6 +23,7 @@ pub use backup::{
     BackupError, BackupTarget, ObjectInfo, ObjectName, PgTarget, PutOutcome, S3Target,
 };
 pub use crypto::{CryptoError, EncryptionKey, SEAL_OVERHEAD};
+pub use pg_connect::{PgConnectError, PgConnector, SslMode, describe_pg_error};
 pub use snapshot::{
     ListedSnapshot, RetentionPlan, SnapshotError, SnapshotFile, SnapshotKind, SnapshotListing,
     SnapshotMeta,

@@ -6,7 +6,8 @@
 //! [`BackupError::Corrupt`], never returned as data.
 
 use super::{BackupError, BackupTarget, ObjectInfo, PutOutcome};
-use postgres::{Client, NoTls};
+use crate::pg_connect::{PgConnector, describe_pg_error};
+use postgres::Client;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -44,6 +45,11 @@ fn unreachable(e: impl std::fmt::Display) -> BackupError {
     }
 }
 
+/// A failed statement, with the server's SQLSTATE and message.
+fn pg_unreachable(e: postgres::Error) -> BackupError {
+    unreachable(describe_pg_error(&e))
+}
+
 impl PgTarget {
     /// A target for `cluster` at `url` (`postgres://…`); `on_connect` runs on every new
     /// connection (migrations). Nothing is connected until the first operation.
@@ -52,11 +58,10 @@ impl PgTarget {
         cluster: &str,
         on_connect: impl FnMut(&mut Client) -> Result<(), String> + Send + 'static,
     ) -> Result<PgTarget, BackupError> {
-        url.parse::<postgres::Config>()
-            .map_err(|e| BackupError::Config {
-                target: KIND,
-                message: format!("invalid PER_DATABASE_URL: {e}"),
-            })?;
+        PgConnector::from_url(url).map_err(|e| BackupError::Config {
+            target: KIND,
+            message: format!("PER_DATABASE_URL: {e}"),
+        })?;
         Ok(PgTarget {
             url: url.to_owned(),
             cluster: cluster.to_owned(),
@@ -67,18 +72,19 @@ impl PgTarget {
 
     fn client(&mut self) -> Result<&mut Client, BackupError> {
         if self.client.is_none() {
-            let mut config: postgres::Config = self.url.parse().map_err(unreachable)?;
+            let mut connector = PgConnector::from_url(&self.url).map_err(unreachable)?;
+            let config = connector.config_mut();
             config.connect_timeout(Duration::from_secs(5));
             config.keepalives(true);
             config.keepalives_idle(Duration::from_secs(5));
             config.tcp_user_timeout(Duration::from_secs(30));
             config.application_name("per/backup");
-            let mut client = config.connect(NoTls).map_err(unreachable)?;
+            let mut client = connector.connect().map_err(unreachable)?;
             client
                 .batch_execute(&format!(
                     "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET client_min_messages = warning;"
                 ))
-                .map_err(unreachable)?;
+                .map_err(pg_unreachable)?;
             (self.on_connect)(&mut client).map_err(unreachable)?;
             self.client = Some(client);
         }
@@ -136,7 +142,7 @@ impl BackupTarget for PgTarget {
                      VALUES ($1, $2, $3, $4) ON CONFLICT (cluster, name) DO NOTHING",
                     &[&cluster, &name, &bytes, &digest],
                 )
-                .map_err(unreachable)?;
+                .map_err(pg_unreachable)?;
             if inserted == 1 {
                 return Ok(PutOutcome::Stored);
             }
@@ -145,7 +151,7 @@ impl BackupTarget for PgTarget {
                     "SELECT sha256 FROM per_backup_objects WHERE cluster = $1 AND name = $2",
                     &[&cluster, &name],
                 )
-                .map_err(unreachable)?;
+                .map_err(pg_unreachable)?;
             let existing: Vec<u8> = row.get(0);
             if existing == digest {
                 Ok(PutOutcome::AlreadyPresent)
@@ -167,7 +173,7 @@ impl BackupTarget for PgTarget {
                     "SELECT bytes, sha256 FROM per_backup_objects WHERE cluster = $1 AND name = $2",
                     &[&cluster, &name],
                 )
-                .map_err(unreachable)?
+                .map_err(pg_unreachable)?
                 .ok_or_else(|| BackupError::NotFound {
                     target: KIND,
                     name: name.to_owned(),
@@ -192,7 +198,7 @@ impl BackupTarget for PgTarget {
                      WHERE cluster = $1 ORDER BY name",
                     &[&cluster],
                 )
-                .map_err(unreachable)?;
+                .map_err(pg_unreachable)?;
             Ok(rows
                 .iter()
                 .map(|row| ObjectInfo {
@@ -210,7 +216,7 @@ impl BackupTarget for PgTarget {
                     "DELETE FROM per_backup_objects WHERE cluster = $1 AND name = $2",
                     &[&cluster, &name],
                 )
-                .map_err(unreachable)?;
+                .map_err(pg_unreachable)?;
             Ok(())
         })
     }

@@ -42,6 +42,9 @@ pub struct Health {
     tee_attestation: &'static str,
     tee_attestation_checked_at: Option<u64>,
     reasons: Vec<String>,
+    /// HA only: `authenticated` (sealed with the key) or `unauthenticated` (PER_HA_INSECURE_LOG=1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_log: Option<&'static str>,
 }
 
 /// Derives the status from the runbook's thresholds.
@@ -182,6 +185,15 @@ pub async fn health(State(app): State<AppState>) -> Response {
         }
         reasons.extend(backup_reasons);
     }
+    // HA problems (crate::ha::HaAlerts): a refused shared-log group, an unauthenticated log.
+    for (critical, reason) in shared.ha_alerts.list() {
+        if critical {
+            status = "critical";
+        } else if status == "healthy" {
+            status = "degraded";
+        }
+        reasons.push(reason);
+    }
     if shared.flags.shutting_down.load(Ordering::Acquire) {
         reasons.push("shutting down: not accepting writes".to_owned());
     }
@@ -248,6 +260,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         tee_attestation,
         tee_attestation_checked_at,
         reasons,
+        shared_log: shared.ha_alerts.shared_log(),
     };
     let code = if status == "critical" {
         StatusCode::SERVICE_UNAVAILABLE

@@ -25,6 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Default `limits.backup_lag_max_secs`.
 pub const BACKUP_LAG_MAX_SECS_DEFAULT: u64 = 300;
 
+/// How long a backup connection waits for another node's schema migration lock (only when the
+/// schema is behind; see `ha::pg::migrate`).
+const BACKUP_MIGRATION_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Which remote targets to use.
 #[derive(Clone, Debug, Default)]
 pub struct BackupSettings {
@@ -60,7 +64,7 @@ impl BackupSettings {
                     .filter(|u| !u.is_empty())
                     .ok_or_else(|| Exit::usage("the postgres target needs PER_DATABASE_URL"))?;
                 let target = PgTarget::new(url, &self.cluster, |client| {
-                    ha::pg::migrate(client).map_err(|e| e.to_string())
+                    ha::pg::migrate(client, BACKUP_MIGRATION_WAIT_MAX).map_err(|e| e.to_string())
                 })
                 .map_err(|e| Exit::usage(e.to_string()))?;
                 Ok(Box::new(target))

@@ -6,6 +6,7 @@ pub mod common;
 pub mod drain;
 pub mod failover;
 pub mod find_valid_snapshot;
+pub mod ha_seed_log;
 pub mod healthcheck;
 pub mod list_queued_batches;
 pub mod loadgen;
@@ -70,6 +71,8 @@ enum Verb {
     NotifyIncident(notify_incident::NotifyIncidentArgs),
     /// HA: hand the primary role to the standby (runbook: failover.sh --to-standby).
     Failover(failover::FailoverArgs),
+    /// HA (extension): write this node's local commit groups the shared log lacks (single → primary).
+    HaSeedLog(ha_seed_log::HaSeedLogArgs),
     /// HA: check the old primary is back as a healthy standby (runbook: prepare_recovery.sh).
     PrepareRecovery(prepare_recovery::PrepareRecoveryArgs),
     /// Stop taking new writes and wait for in-flight ones (runbook: drain_traffic.sh).
@@ -102,6 +105,7 @@ impl Cli {
             Verb::Monitor(args) => monitor::exec(args),
             Verb::NotifyIncident(args) => notify_incident::exec(args),
             Verb::Failover(args) => failover::exec(args),
+            Verb::HaSeedLog(args) => ha_seed_log::exec(args),
             Verb::PrepareRecovery(args) => prepare_recovery::exec(args),
             Verb::Drain(args) => drain::exec(args),
             Verb::ListQueuedBatches(args) => list_queued_batches::exec(args),

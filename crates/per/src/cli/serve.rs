@@ -280,6 +280,31 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
 
+    if config.ha.is_some() {
+        // Each node would generate its own tokens: after a failover the deposit indexer and the
+        // operators would get 401. HA needs the same configured tokens on every node.
+        let deposit_configured = args.deposit_token.is_some()
+            || args.deposit_token_file.is_some()
+            || config.file.deposit_token_file.is_some();
+        let admin_configured = args.admin_token.is_some()
+            || args.admin_token_file.is_some()
+            || config.file.admin_token_file.is_some();
+        if !deposit_configured || !admin_configured {
+            return Err(Exit::usage(format!(
+                "DEPLOYMENT_MODE={} needs configured tokens, the same on every node of the cluster \
+                 (a generated token would differ after a failover): set {}",
+                config.mode.as_str(),
+                [
+                    (!deposit_configured).then_some("PER_DEPOSIT_TOKEN or PER_DEPOSIT_TOKEN_FILE"),
+                    (!admin_configured).then_some("PER_ADMIN_TOKEN or PER_ADMIN_TOKEN_FILE"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and ")
+            )));
+        }
+    }
     let (deposit_token, deposit_source) = Token::resolve(
         args.deposit_token.clone(),
         "PER_DEPOSIT_TOKEN",
@@ -339,6 +364,22 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ha_config.key = key.clone();
         ha_config
     });
+    let insecure_log = ha_config.is_some() && key.is_none();
+    if insecure_log && std::env::var("PER_HA_INSECURE_LOG").as_deref() != Ok("1") {
+        return Err(Exit::usage(format!(
+            "DEPLOYMENT_MODE={} needs PER_ENCRYPTION_KEY_FILE (the same key on every node): every \
+             shared-log group is sealed and authenticated with it, so whoever can write per_log \
+             cannot make a standby apply forged transactions; set PER_HA_INSECURE_LOG=1 to run \
+             with an unauthenticated shared log anyway (reported in /health as \
+             shared_log: \"unauthenticated\")",
+            config.mode.as_str()
+        )));
+    }
+    if insecure_log {
+        tracing::warn!(
+            "PER_HA_INSECURE_LOG=1: the shared log is neither encrypted nor authenticated; anyone who can write per_log can make a standby apply forged transactions"
+        );
+    }
     if let Some(ha_config) = &ha_config {
         prepare_ha(ha_config, &source.wal, &config.data_dir)?;
     }
@@ -406,6 +447,11 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .backups
         .lag_max_secs
         .store(config.backup_lag_max_secs, Ordering::Relaxed);
+    if let Some(ha_config) = &ha_config {
+        shared.ha_alerts.set_log_authenticated(!insecure_log);
+        ha::spawn_duplicate_watch(ha_config.clone(), shared.clone())
+            .context("cannot start the node-id watch thread")?;
+    }
     let backup_threads = if backup_targets.is_empty() {
         Vec::new()
     } else {
@@ -656,7 +702,8 @@ fn prepare_ha(
         })
     };
     let mut client = ha::pg::connect(config).map_err(fail)?;
-    ha::pg::migrate(&mut client).map_err(fail)?;
+    ha::pg::migrate(&mut client, ha::pg::migration_wait_max(config)).map_err(fail)?;
+    ha::pg::refuse_duplicate_node_id(&mut client, config, config.lease_ttl * 2).map_err(fail)?;
     let reconciled = ha::reconcile::reconcile(
         &mut client,
         config.key.as_deref(),

@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// `/health` alert kind of a refused shared-log group.
+const REFUSED_GROUP: &str = "shared_log_refused";
+
 /// What the writer thread owns.
 pub struct Follower {
     config: HaConfig,
@@ -145,17 +148,36 @@ impl Follower {
                 return Ok(None);
             }
             match self.step() {
-                Ok(Some(epoch)) => return Ok(Some(epoch)),
-                Ok(None) => {}
+                Ok(Some(epoch)) => {
+                    self.shared.ha_alerts.clear(REFUSED_GROUP);
+                    return Ok(Some(epoch));
+                }
+                Ok(None) => self.shared.ha_alerts.clear(REFUSED_GROUP),
                 Err(HaError::Db(error)) => {
                     if self
                         .last_db_error
                         .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
                     {
+                        let error = per_store::describe_pg_error(&error);
                         tracing::warn!(%error, "shared log unreachable; retrying");
                         self.last_db_error = Some(Instant::now());
                     }
                     self.client = None;
+                    std::thread::sleep(POLL_INTERVAL);
+                }
+                Err(error @ HaError::Unauthenticated { .. }) => {
+                    // Never applied, never promoted past: the node stays a standby at its last
+                    // good seq, says why in /health, and looks again (an operator may delete
+                    // the forged row).
+                    let reason = error.to_string();
+                    if self
+                        .last_db_error
+                        .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
+                    {
+                        tracing::error!(error = %reason, "refusing an unauthenticated shared-log group; not applying it and not taking the lease");
+                        self.last_db_error = Some(Instant::now());
+                    }
+                    self.shared.ha_alerts.set(REFUSED_GROUP, true, reason);
                     std::thread::sleep(POLL_INTERVAL);
                 }
                 Err(other) => return Err(other),
@@ -275,10 +297,39 @@ impl Follower {
                     group.first_seq
                 ))
             })?;
-        let mut state = self
-            .shared
+        let shared = self.shared.clone();
+        let mut state = shared
             .write_state()
             .ok_or_else(|| HaError::Other("the state lock is poisoned".to_owned()))?;
+        let applied = self.apply_locked(&mut state, &group, &records);
+        if applied.is_err() {
+            // The state may hold half the group: poison before the lock is released, so no
+            // reader ever sees it.
+            shared.poison();
+            drop(state);
+            return applied;
+        }
+        self.seq = state.seq();
+        self.shared.follow_epoch(group.epoch);
+        drop(state);
+        if group.age_secs > 1.0 {
+            tracing::debug!(
+                seq = self.seq,
+                age_secs = group.age_secs,
+                "applied an older shared-log group"
+            );
+        }
+        Ok(())
+    }
+
+    /// The part of [`apply`](Self::apply) done under the state's write lock; on error the caller
+    /// poisons before releasing it.
+    fn apply_locked(
+        &mut self,
+        state: &mut per_core::State,
+        group: &LogGroup,
+        records: &[WalRecord],
+    ) -> Result<(), HaError> {
         let diverged = |what: String| {
             HaError::Diverged(format!(
                 "shared-log group {}..={}: {what}",
@@ -360,16 +411,6 @@ impl Follower {
                 planner.segment_sealed(sealed);
             }
             planner.after_group(&state, logged, settled, root);
-        }
-        self.seq = state.seq();
-        self.shared.follow_epoch(group.epoch);
-        drop(state);
-        if group.age_secs > 1.0 {
-            tracing::debug!(
-                seq = self.seq,
-                age_secs = group.age_secs,
-                "applied an older shared-log group"
-            );
         }
         Ok(())
     }

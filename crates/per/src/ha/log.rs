@@ -1,9 +1,15 @@
 //! The shared log: one row per commit group in `per_log`. `frames` is one format byte, then
-//! - `0` (plaintext): the group's WAL records length-prefixed (`[len u32 LE][record]...`, the
-//!   same record bytes as in the local WAL frames);
-//! - `1` (sealed, with `PER_ENCRYPTION_KEY_FILE`): that same byte string sealed with the key
-//!   (`EncryptionKey::seal`, associated data `per/log/<cluster>` || first seq u64 LE), so a group
-//!   cannot be moved to another cluster or seq unnoticed.
+//! - `0` (plaintext, only without a key: `PER_HA_INSECURE_LOG=1`): the group's WAL records
+//!   length-prefixed (`[len u32 LE][record]...`, the same record bytes as in the local WAL frames);
+//! - `2` (sealed, with `PER_ENCRYPTION_KEY_FILE`): that same byte string sealed with the key
+//!   (`EncryptionKey::seal`, XChaCha20-Poly1305), associated data `per/log/v2` || cluster || epoch
+//!   || first seq || last seq, so a row moved to another cluster, epoch or seq range does not
+//!   open;
+//! - `1` (sealed by earlier versions, associated data `per/log/<cluster>` || first seq): still
+//!   read, bound to cluster and first seq only.
+//!
+//! With a key, a plaintext group is refused ([`HaError::Unauthenticated`]), never applied: anyone
+//! able to write `per_log` could otherwise insert effects that spend any leaf.
 //!
 //! The fenced append locks the lease row (`FOR UPDATE`), checks that this node holds it at this
 //! epoch and that it has not expired, checks the group continues the log, inserts, notifies, and
@@ -15,22 +21,36 @@ use super::pg::{channel, connect, to_i64, to_u64};
 use super::{HaConfig, HaError};
 use crate::sequencer::{GroupReplicator, ReplicationError};
 use per_store::EncryptionKey;
-use postgres::Client;
+use postgres::{Client, GenericClient};
 
 const FORMAT_PLAIN: u8 = 0;
-const FORMAT_SEALED: u8 = 1;
+const FORMAT_SEALED_V1: u8 = 1;
+const FORMAT_SEALED: u8 = 2;
 
-fn associated_data(cluster: &str, first_seq: u64) -> Vec<u8> {
+fn associated_data_v1(cluster: &str, first_seq: u64) -> Vec<u8> {
     let mut ad = format!("per/log/{cluster}").into_bytes();
     ad.extend_from_slice(&first_seq.to_le_bytes());
     ad
 }
 
-/// The `frames` value of a group.
+/// Binds a sealed group to its place: cluster (length-prefixed), epoch, first and last seq.
+fn associated_data(cluster: &str, epoch: u64, first_seq: u64, last_seq: u64) -> Vec<u8> {
+    let mut ad = b"per/log/v2".to_vec();
+    ad.extend_from_slice(&(cluster.len() as u64).to_le_bytes());
+    ad.extend_from_slice(cluster.as_bytes());
+    ad.extend_from_slice(&epoch.to_le_bytes());
+    ad.extend_from_slice(&first_seq.to_le_bytes());
+    ad.extend_from_slice(&last_seq.to_le_bytes());
+    ad
+}
+
+/// The `frames` value of a group written by `epoch` for seqs `first_seq..=last_seq`.
 pub fn seal_group(
     key: Option<&EncryptionKey>,
     cluster: &str,
+    epoch: u64,
     first_seq: u64,
+    last_seq: u64,
     records: &[&[u8]],
 ) -> Vec<u8> {
     let encoded = encode_records(records);
@@ -42,7 +62,10 @@ pub fn seal_group(
             out
         }
         Some(key) => {
-            let sealed = key.seal(&associated_data(cluster, first_seq), &encoded);
+            let sealed = key.seal(
+                &associated_data(cluster, epoch, first_seq, last_seq),
+                &encoded,
+            );
             let mut out = Vec::with_capacity(sealed.len() + 1);
             out.push(FORMAT_SEALED);
             out.extend_from_slice(&sealed);
@@ -51,31 +74,50 @@ pub fn seal_group(
     }
 }
 
-/// The records of a group's `frames` value.
+/// The records of a group's `frames` value, read from the row at (`epoch`, `first_seq`,
+/// `last_seq`). With a key only sealed groups that open at exactly that place are accepted.
 pub fn open_group(
     key: Option<&EncryptionKey>,
     cluster: &str,
+    epoch: u64,
     first_seq: u64,
+    last_seq: u64,
     frames: &[u8],
 ) -> Result<Vec<Vec<u8>>, HaError> {
+    let unauthenticated = |why: String| HaError::Unauthenticated {
+        first_seq,
+        last_seq,
+        why,
+    };
     match (frames.split_first(), key) {
-        (Some((&FORMAT_PLAIN, body)), _) => decode_records(body),
+        (Some((&FORMAT_PLAIN, body)), None) => decode_records(body),
+        (Some((&FORMAT_PLAIN, _)), Some(_)) => Err(unauthenticated(
+            "a plaintext group while this node has an encryption key: refused (only the key's holder may write the shared log)".to_owned(),
+        )),
         (Some((&FORMAT_SEALED, body)), Some(key)) => {
             let plain = key
-                .open(&associated_data(cluster, first_seq), body)
+                .open(&associated_data(cluster, epoch, first_seq, last_seq), body)
                 .map_err(|e| {
-                    HaError::Diverged(format!(
-                        "shared-log group at seq {first_seq} does not open with this node's key: {e}"
+                    unauthenticated(format!(
+                        "does not open with this node's key for cluster {cluster:?}, epoch {epoch}, seqs {first_seq}..={last_seq} (another key, or a row copied from another cluster, epoch or place): {e}"
                     ))
                 })?;
             decode_records(&plain)
         }
-        (Some((&FORMAT_SEALED, _)), None) => Err(HaError::Diverged(format!(
+        (Some((&FORMAT_SEALED_V1, body)), Some(key)) => {
+            let plain = key
+                .open(&associated_data_v1(cluster, first_seq), body)
+                .map_err(|e| {
+                    unauthenticated(format!(
+                        "does not open with this node's key for cluster {cluster:?} at seq {first_seq}: {e}"
+                    ))
+                })?;
+            decode_records(&plain)
+        }
+        (Some((&(FORMAT_SEALED | FORMAT_SEALED_V1), _)), None) => Err(HaError::Diverged(format!(
             "shared-log group at seq {first_seq} is encrypted: configure the cluster's PER_ENCRYPTION_KEY_FILE"
         ))),
-        _ => Err(HaError::Diverged(format!(
-            "shared-log group at seq {first_seq} has an unknown format"
-        ))),
+        _ => Err(unauthenticated("an unknown format".to_owned())),
     }
 }
 
@@ -128,7 +170,7 @@ pub fn decode_records(bytes: &[u8]) -> Result<Vec<Vec<u8>>, HaError> {
 }
 
 /// The last seq in the shared log (0 when empty).
-pub fn log_end(client: &mut Client, cluster: &str) -> Result<u64, HaError> {
+pub fn log_end(client: &mut impl GenericClient, cluster: &str) -> Result<u64, HaError> {
     let row = client.query_opt(
         "SELECT last_seq FROM per_log WHERE cluster = $1 ORDER BY first_seq DESC LIMIT 1",
         &[&cluster],
@@ -138,7 +180,7 @@ pub fn log_end(client: &mut Client, cluster: &str) -> Result<u64, HaError> {
 
 /// Groups with `first_seq > after`, in order, at most `limit`.
 pub fn fetch_after(
-    client: &mut Client,
+    client: &mut impl GenericClient,
     key: Option<&EncryptionKey>,
     cluster: &str,
     after: u64,
@@ -159,7 +201,7 @@ pub fn fetch_after(
 
 /// Groups with `first_seq >= from`, in order, at most `limit`.
 pub fn fetch_from(
-    client: &mut Client,
+    client: &mut impl GenericClient,
     key: Option<&EncryptionKey>,
     cluster: &str,
     from: u64,
@@ -179,7 +221,7 @@ pub fn fetch_from(
 }
 
 fn fetch(
-    client: &mut Client,
+    client: &mut impl GenericClient,
     sql: &str,
     key: Option<&EncryptionKey>,
     cluster: &str,
@@ -187,19 +229,27 @@ fn fetch(
     limit: i64,
 ) -> Result<Vec<LogGroup>, HaError> {
     let rows = client.query(sql, &[&cluster, &to_i64(seq)?, &limit])?;
-    rows.iter()
-        .map(|row| {
-            let frames: Vec<u8> = row.get(3);
-            let first_seq = to_u64(row.get(0))?;
-            Ok(LogGroup {
-                first_seq,
-                last_seq: to_u64(row.get(1))?,
-                epoch: to_u64(row.get(2))?,
-                records: open_group(key, cluster, first_seq, &frames)?,
-                age_secs: row.get::<_, Option<f64>>(4).unwrap_or(0.0),
-            })
-        })
-        .collect()
+    let mut groups = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let frames: Vec<u8> = row.get(3);
+        let first_seq = to_u64(row.get(0))?;
+        let last_seq = to_u64(row.get(1))?;
+        let epoch = to_u64(row.get(2))?;
+        let records = match open_group(key, cluster, epoch, first_seq, last_seq, &frames) {
+            Ok(records) => records,
+            // The good groups before a refused one are returned; the next read starts at it.
+            Err(HaError::Unauthenticated { .. }) if !groups.is_empty() => break,
+            Err(error) => return Err(error),
+        };
+        groups.push(LogGroup {
+            first_seq,
+            last_seq,
+            epoch,
+            records,
+            age_secs: row.get::<_, Option<f64>>(4).unwrap_or(0.0),
+        });
+    }
+    Ok(groups)
 }
 
 /// The primary's fenced appender (the sequencer's [`GroupReplicator`]).
@@ -263,7 +313,14 @@ impl PgReplicator {
                 &to_i64(first_seq)?,
                 &to_i64(last_seq)?,
                 &to_i64(epoch)?,
-                &seal_group(self.config.key.as_deref(), cluster, first_seq, records),
+                &seal_group(
+                    self.config.key.as_deref(),
+                    cluster,
+                    epoch,
+                    first_seq,
+                    last_seq,
+                    records,
+                ),
             ],
         )?;
         tx.execute(
@@ -314,24 +371,40 @@ mod tests {
         let key = EncryptionKey::from_bytes([7; 32]);
         let other = EncryptionKey::from_bytes([8; 32]);
         let records: Vec<&[u8]> = vec![b"alpha", b"beta"];
-        let plain = seal_group(None, "c", 5, &records);
+        let plain = seal_group(None, "c", 1, 5, 6, &records);
         assert_eq!(plain[0], FORMAT_PLAIN);
-        assert_eq!(open_group(None, "c", 5, &plain).expect("plain").len(), 2);
-        let sealed = seal_group(Some(&key), "c", 5, &records);
+        assert_eq!(
+            open_group(None, "c", 1, 5, 6, &plain).expect("plain").len(),
+            2
+        );
+        assert!(
+            matches!(
+                open_group(Some(&key), "c", 1, 5, 6, &plain),
+                Err(HaError::Unauthenticated { first_seq: 5, .. })
+            ),
+            "plaintext refused with a key"
+        );
+        let sealed = seal_group(Some(&key), "c", 1, 5, 6, &records);
         assert_eq!(sealed[0], FORMAT_SEALED);
         assert!(!sealed.windows(5).any(|w| w == b"alpha"), "no plaintext");
-        let opened = open_group(Some(&key), "c", 5, &sealed).expect("open");
+        let opened = open_group(Some(&key), "c", 1, 5, 6, &sealed).expect("open");
         assert_eq!(opened, vec![b"alpha".to_vec(), b"beta".to_vec()]);
-        assert!(open_group(Some(&other), "c", 5, &sealed).is_err());
-        assert!(
-            open_group(Some(&key), "c", 6, &sealed).is_err(),
-            "moved to another seq"
-        );
-        assert!(
-            open_group(Some(&key), "d", 5, &sealed).is_err(),
-            "moved to another cluster"
-        );
-        assert!(open_group(None, "c", 5, &sealed).is_err());
-        assert!(open_group(None, "c", 5, &[9]).is_err());
+        assert!(open_group(Some(&other), "c", 1, 5, 6, &sealed).is_err());
+        for (cluster, epoch, first, last, what) in [
+            ("c", 1, 6, 6, "moved to another first seq"),
+            ("c", 1, 5, 7, "another last seq"),
+            ("c", 2, 5, 6, "replayed at another epoch"),
+            ("d", 1, 5, 6, "copied to another cluster"),
+        ] {
+            assert!(
+                matches!(
+                    open_group(Some(&key), cluster, epoch, first, last, &sealed),
+                    Err(HaError::Unauthenticated { .. })
+                ),
+                "{what}"
+            );
+        }
+        assert!(open_group(None, "c", 1, 5, 6, &sealed).is_err());
+        assert!(open_group(None, "c", 1, 5, 6, &[9]).is_err());
     }
 }

@@ -56,6 +56,100 @@ impl HaConfig {
     }
 }
 
+/// HA problems that `/health` names (kind → whether critical, and the reason): a refused shared-log
+/// group, a shared log run without authentication, another live node with this node's id.
+#[derive(Debug, Default)]
+pub struct HaAlerts {
+    alerts: std::sync::Mutex<std::collections::BTreeMap<&'static str, (bool, String)>>,
+    /// 0: not HA; 1: the shared log is sealed and authenticated; 2: `PER_HA_INSECURE_LOG=1`.
+    log_auth: std::sync::atomic::AtomicU8,
+}
+
+impl HaAlerts {
+    /// Records whether this HA node seals and authenticates the shared log.
+    pub fn set_log_authenticated(&self, authenticated: bool) {
+        self.log_auth.store(
+            if authenticated { 1 } else { 2 },
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+
+    /// `/health.shared_log`: `authenticated`, `unauthenticated` (the `PER_HA_INSECURE_LOG=1`
+    /// opt-out), or none outside HA.
+    pub fn shared_log(&self) -> Option<&'static str> {
+        match self.log_auth.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Some("authenticated"),
+            2 => Some("unauthenticated"),
+            _ => None,
+        }
+    }
+
+    /// Sets (or replaces) the alert of `kind`.
+    pub fn set(&self, kind: &'static str, critical: bool, reason: String) {
+        if let Ok(mut alerts) = self.alerts.lock() {
+            alerts.insert(kind, (critical, reason));
+        }
+    }
+
+    /// Clears the alert of `kind`.
+    pub fn clear(&self, kind: &'static str) {
+        if let Ok(mut alerts) = self.alerts.lock() {
+            alerts.remove(kind);
+        }
+    }
+
+    /// The alerts, in kind order.
+    pub fn list(&self) -> Vec<(bool, String)> {
+        self.alerts
+            .lock()
+            .map(|alerts| alerts.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `/health` alert kind of another live node with this node's id.
+const DUPLICATE_NODE_ID: &str = "duplicate_node_id";
+
+/// Every 5 s, looks for another live process using this node's id in its cluster and reports it
+/// in `/health` (critical) until it is gone. (At start, such a node refuses to start.)
+pub fn spawn_duplicate_watch(
+    config: HaConfig,
+    shared: std::sync::Arc<crate::node::Shared>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("per-node-id-watch".to_owned())
+        .spawn(move || {
+            let mut client = None;
+            while !shared
+                .flags
+                .shutting_down
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                if client.is_none() {
+                    client = pg::connect(&config).ok();
+                }
+                if let Some(c) = client.as_mut() {
+                    match pg::duplicate_node_sessions(c, &config) {
+                        Ok(others) if others.is_empty() => shared.ha_alerts.clear(DUPLICATE_NODE_ID),
+                        Ok(others) => {
+                            let reason = format!(
+                                "another live node uses PER_NODE_ID={:?} in cluster {:?} ({}): give each node its own id",
+                                config.node_id,
+                                config.cluster,
+                                others.join(", ")
+                            );
+                            tracing::error!(%reason, "duplicate node id");
+                            shared.ha_alerts.set(DUPLICATE_NODE_ID, true, reason);
+                        }
+                        Err(_) => client = None,
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        })
+        .map(|_| ())
+}
+
 /// The host name (default node id).
 pub fn host_name() -> String {
     if let Ok(name) = std::env::var("HOSTNAME")
@@ -74,7 +168,7 @@ pub fn host_name() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum HaError {
     /// Postgres could not be reached or a statement failed.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", per_store::describe_pg_error(.0))]
     Db(#[from] postgres::Error),
     /// The local WAL failed.
     #[error(transparent)]
@@ -82,17 +176,33 @@ pub enum HaError {
     /// The local data does not fit the shared log (refuse to start / stop).
     #[error("{0}")]
     Diverged(String),
+    /// A shared-log group that is not authenticated by this node's key (plaintext with a key,
+    /// another key, or a row moved from another cluster, epoch or place): refused, never applied.
+    #[error("shared-log group at seqs {first_seq}..={last_seq} refused: {why}")]
+    Unauthenticated {
+        /// The row's first seq.
+        first_seq: u64,
+        /// The row's last seq.
+        last_seq: u64,
+        /// Why it is refused.
+        why: String,
+    },
+    /// The node's state forbids going on (local data the shared log lacks): refuse, change nothing.
+    #[error("{0}")]
+    Refused(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
 }
 
 impl HaError {
-    /// Exit code: 3 for an unreachable dependency, 1 for a data problem.
+    /// Exit code: 3 for an unreachable dependency, 4 for a refusal because of state, 1 for a data
+    /// problem.
     pub fn exit_code(&self) -> u8 {
         match self {
             HaError::Db(_) => 3,
             HaError::Wal(per_store::WalError::Io { .. }) => 3,
+            HaError::Refused(_) => 4,
             _ => 1,
         }
     }

@@ -5,12 +5,17 @@
 //! acknowledged: those are cut (with the WAL's `.broken` copies). Precisely, comparing the local
 //! commit groups (the last [`COMPARE_GROUPS_MAX`]) with the shared log's:
 //! - a local group identical to the log's group at the same first seq: kept;
-//! - a local group starting beyond the log's end: cut (never acknowledged);
-//! - a local group that differs from the log's group at the same seq: cut if it is the last local
-//!   group (a primary fenced mid-append while a new primary wrote that seq); anywhere else the
-//!   data dir diverged from the cluster and the node refuses to start.
+//! - the last local group, when it starts beyond the log's end or differs from the log's group at
+//!   the same seq: cut. A primary stops at its first failed append, so this one group is the only
+//!   local data the log can legitimately lack (never acknowledged);
+//! - anything more — two or more local groups the log lacks, local data while the log is empty, a
+//!   snapshot beyond the log's end, a difference before the last group — is data the log should
+//!   hold and does not (Postgres restored to an earlier point, a lagging replica, a wrong
+//!   `PER_DATABASE_URL` or `PER_CLUSTER`, a single node switched to `primary`): the node refuses to
+//!   start (exit 4) and nothing is moved. The message names the fix: point at the right database,
+//!   or seed the log from this node with `per ha-seed-log` (`crate::cli::ha_seed_log`).
 //!
-//! Snapshots holding cut sequence numbers are moved to `<data-dir>/replaced-<unix secs>/`.
+//! Snapshots holding the cut group's seqs are moved to `<data-dir>/replaced-<unix secs>/`.
 
 use super::HaError;
 use super::log::{fetch_from, log_end};
@@ -38,23 +43,20 @@ pub struct Reconciled {
     pub moved_snapshots: usize,
 }
 
-struct LocalGroup {
-    first_seq: u64,
-    last_seq: u64,
-    records: Vec<Vec<u8>>,
+/// One complete commit group of the local WAL.
+pub struct LocalGroup {
+    /// Its first seq.
+    pub first_seq: u64,
+    /// Its last seq (the `GroupEnd`).
+    pub last_seq: u64,
+    /// The record bytes, as in the WAL frames.
+    pub records: Vec<Vec<u8>>,
     last_pos: FramePos,
 }
 
-/// Compares the local WAL with the shared log and cuts what the log does not hold (see the module
-/// documentation).
-pub fn reconcile(
-    client: &mut Client,
-    key: Option<&per_store::EncryptionKey>,
-    cluster: &str,
-    wal_options: &WalOptions,
-    data_dir: &Path,
-) -> Result<Reconciled, HaError> {
-    let (mut wal, recovered) = Wal::open(wal_options.clone())?;
+/// Opens the local WAL and splits its complete records into commit groups.
+pub fn local_groups(wal_options: &WalOptions) -> Result<(Wal, Vec<LocalGroup>), HaError> {
+    let (wal, recovered) = Wal::open(wal_options.clone())?;
     let (records, complete) = decode_frames(&recovered.frames)
         .map_err(|e| HaError::Diverged(format!("cannot read the local WAL: {e}")))?;
     let mut groups: Vec<LocalGroup> = Vec::new();
@@ -79,6 +81,39 @@ pub fn reconcile(
             }
         }
     }
+    Ok((wal, groups))
+}
+
+/// The fix named in every refusal.
+fn refusal_fix(data_dir: &Path) -> String {
+    format!(
+        "nothing was changed. If PER_DATABASE_URL or PER_CLUSTER point at the wrong database or \
+         cluster, fix them; if this node's data is the cluster's history (a single node made \
+         primary, or a shared log restored to an earlier point), stop every node of the cluster and \
+         run `per ha-seed-log --data-dir {}` with this node's environment to write it to the \
+         shared log; to discard this node's data instead, move the data dir aside and start on \
+         an empty one (it resyncs from the shared log)",
+        data_dir.display()
+    )
+}
+
+/// The newest snapshot's seq (0 when none).
+fn newest_snapshot_seq(data_dir: &Path) -> Result<u64, HaError> {
+    let listed = per_store::snapshot::list_snapshots(&data_dir.join("snapshots"))
+        .map_err(|e| HaError::Other(format!("cannot list snapshots: {e}")))?;
+    Ok(listed.snapshots.iter().map(|s| s.seq).max().unwrap_or(0))
+}
+
+/// Compares the local WAL with the shared log and cuts what the log does not hold (see the module
+/// documentation).
+pub fn reconcile(
+    client: &mut Client,
+    key: Option<&per_store::EncryptionKey>,
+    cluster: &str,
+    wal_options: &WalOptions,
+    data_dir: &Path,
+) -> Result<Reconciled, HaError> {
+    let (mut wal, groups) = local_groups(wal_options)?;
     let end = log_end(client, cluster)?;
     let mut report = Reconciled {
         log_end: end,
@@ -86,9 +121,27 @@ pub fn reconcile(
         ..Reconciled::default()
     };
     report.kept_seq = report.local_end;
+    let snapshot_seq = newest_snapshot_seq(data_dir)?;
+    let local_high = report.local_end.max(snapshot_seq);
+    if end == 0 && local_high > 0 {
+        return Err(HaError::Refused(format!(
+            "the shared log of cluster {cluster:?} is empty but this node holds seqs up to \
+             {local_high} (WAL to {}, newest snapshot {snapshot_seq}): refusing to start, since \
+             starting would erase acknowledged transactions; {}",
+            report.local_end,
+            refusal_fix(data_dir)
+        )));
+    }
     let window_start = groups.len().saturating_sub(COMPARE_GROUPS_MAX);
     let window = &groups[window_start..];
     let Some(first) = window.first() else {
+        if snapshot_seq > end {
+            return Err(HaError::Refused(format!(
+                "the shared log of cluster {cluster:?} ends at seq {end} but this node's newest \
+                 snapshot holds seq {snapshot_seq}: refusing to start; {}",
+                refusal_fix(data_dir)
+            )));
+        }
         return Ok(report);
     };
     let mut log_groups = std::collections::HashMap::new();
@@ -117,8 +170,30 @@ pub fn reconcile(
         }
     }
     let Some(cut_from) = cut_from else {
+        if snapshot_seq > end.max(report.local_end) {
+            return Err(HaError::Refused(format!(
+                "the shared log of cluster {cluster:?} ends at seq {end} but this node's newest \
+                 snapshot holds seq {snapshot_seq}: refusing to start; {}",
+                refusal_fix(data_dir)
+            )));
+        }
         return Ok(report);
     };
+    let lacking = window.len() - cut_from;
+    // A gap (the first lacking group starts past end + 1) means snapshots or pruned WAL hold
+    // seqs the log lacks: more than one group, whatever the WAL shows.
+    if lacking > 1 || window[cut_from].first_seq > end + 1 {
+        return Err(HaError::Refused(format!(
+            "the shared log of cluster {cluster:?} ends at seq {end} but this node's WAL holds \
+             {lacking} commit groups from seq {} to {} that the log lacks or holds differently: \
+             only the last one can be unacknowledged, so the log is missing acknowledged \
+             transactions (restored to an earlier point, a lagging replica, or the wrong \
+             database?): refusing to start; {}",
+            window[cut_from].first_seq,
+            report.local_end,
+            refusal_fix(data_dir)
+        )));
+    }
     for (index, local) in window.iter().enumerate().skip(cut_from) {
         let beyond = local.first_seq > end;
         let last = index + 1 == window.len();
@@ -187,6 +262,12 @@ fn move_snapshots_after(data_dir: &Path, kept_seq: u64) -> Result<usize, HaError
                     .map_err(|e| HaError::Other(format!("cannot move {}: {e}", path.display())))?;
             }
         }
+    }
+    // The moves are durable before the node goes on: both directories synced.
+    for dir_path in [&target, &dir] {
+        std::fs::File::open(dir_path)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| HaError::Other(format!("cannot sync {}: {e}", dir_path.display())))?;
     }
     tracing::warn!(
         count = beyond.len(),

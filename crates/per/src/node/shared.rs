@@ -89,6 +89,8 @@ pub struct Shared {
     pub settlement: std::sync::OnceLock<Arc<crate::settlement::SettlementStatus>>,
     /// Remote backup targets' status (`/health.backups`).
     pub backups: crate::backup::BackupBoard,
+    /// HA problems reported in `/health` reasons, by kind (`crate::ha::HaAlerts`).
+    pub ha_alerts: crate::ha::HaAlerts,
 }
 
 /// Seconds since the Unix epoch (the wall clock; only for reporting and record timestamps).
@@ -150,6 +152,7 @@ impl Shared {
             redis: RedisStatus::default(),
             settlement: std::sync::OnceLock::new(),
             backups: crate::backup::BackupBoard::default(),
+            ha_alerts: crate::ha::HaAlerts::default(),
         }
     }
 

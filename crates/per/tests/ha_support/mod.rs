@@ -39,6 +39,8 @@ pub fn ha_node(cluster: &str, node_id: &str, mode: &str, extra: &[(&str, &str)])
         ("PER_DATABASE_URL".to_owned(), database_url()),
         ("PER_NODE_ID".to_owned(), node_id.to_owned()),
         ("PER_LEASE_TTL_SECS".to_owned(), ttl_secs().to_string()),
+        // These tests exercise failover, not the shared log's authentication (ha_log_auth.rs).
+        ("PER_HA_INSECURE_LOG".to_owned(), "1".to_owned()),
     ];
     for (name, value) in extra {
         node.options
