@@ -134,8 +134,19 @@ P1=$(free_port); P2=$(free_port)
 for n in primary standby; do
   install -d -o 10001 -g 10001 -m 0700 "$work/$n/snapshots"
 done
+# HA needs the same encryption key (it authenticates the shared log) and the same tokens on both
+# nodes (docs/HA.md): made here, mounted read-only as secrets.
+install -d -m 0755 "$work/secrets"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secrets/per.key"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secrets/admin.token"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secrets/deposit.token"
+chown 10001:10001 "$work/secrets"/*; chmod 0400 "$work/secrets"/*
 common=(-e SNAPSHOT_INTERVAL=300 -e "PER_DATABASE_URL=$DB" -e "PER_CLUSTER=$CLUSTER"
-        -e PER_LEASE_TTL_SECS=2 -e PER_LOG_FORMAT=text)
+        -e PER_LEASE_TTL_SECS=2 -e PER_LOG_FORMAT=text
+        -v "$work/secrets:/run/secrets/per:ro"
+        -e PER_ENCRYPTION_KEY_FILE=/run/secrets/per/per.key
+        -e PER_ADMIN_TOKEN_FILE=/run/secrets/per/admin.token
+        -e PER_DEPOSIT_TOKEN_FILE=/run/secrets/per/deposit.token)
 "${PODMAN[@]}" run -d --name "$PRIMARY" "${RUN_FLAGS[@]}" "${common[@]}" \
   -e DEPLOYMENT_MODE=primary -e PER_NODE_ID=per-primary -e "PER_LISTEN=127.0.0.1:$P1" \
   -v "$work/primary/snapshots:/app/snapshots" "$IMAGE" >/dev/null
@@ -151,7 +162,7 @@ role=$(json_of "http://127.0.0.1:$P2/health" | jq -r .role)
 ok "$STANDBY healthy on :$P2 as a standby"
 
 step "4. a deposit through the primary; emergency snapshot via podman exec"
-token=$("${PODMAN[@]}" exec "$PRIMARY" cat /app/deposit.token)
+token=$(cat "$work/secrets/deposit.token")
 note=$("$per_host" note --amount 1000)
 body=$(jq -n --argjson a "$note" '{commitment: $a.commitment, amount: $a.note.amount, l1_deposit_ref: "container-check-1"}')
 ack=$(curl -sS --max-time 10 -X POST "http://127.0.0.1:$P1/deposit" -H "Authorization: Bearer $token" -d "$body")
@@ -185,7 +196,7 @@ ok "takeover: standby /readyz 200 after $(( ($(date +%s%N) - t0) / 1000000 )) ms
 got=$(json_of "http://127.0.0.1:$P2/receipt/$receipt" | jq -r .seq)
 [[ $got == "$seq" ]] || fail "the acknowledged deposit is not on the new primary (seq $got)"
 ok "the deposit acknowledged by the killed primary is there (seq $got)"
-token2=$("${PODMAN[@]}" exec "$STANDBY" cat /app/deposit.token)
+token2=$(cat "$work/secrets/deposit.token")
 note=$("$per_host" note --amount 500)
 body=$(jq -n --argjson a "$note" '{commitment: $a.commitment, amount: $a.note.amount, l1_deposit_ref: "container-check-2"}')
 ack=$(curl -sS --max-time 10 -X POST "http://127.0.0.1:$P2/deposit" -H "Authorization: Bearer $token2" -d "$body")
