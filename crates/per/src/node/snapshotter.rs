@@ -30,6 +30,8 @@ pub struct SnapshotPolicy {
     pub delta_chain_max: u32,
     /// Restore points retention keeps at least (runbook: "check last 10 snapshots").
     pub restore_points_min: usize,
+    /// Full snapshots kept with their chains (`limits.snapshot_full_kept_min`).
+    pub full_kept_min: usize,
     /// Snapshot jobs waiting for the writer.
     pub jobs_max: usize,
     /// Epoch written into headers.
@@ -424,9 +426,11 @@ impl Writer {
     /// rolled forward.
     fn retain(&self) {
         let plan = match snapshot::list_snapshots(&self.policy.dir) {
-            Ok(listed) => {
-                snapshot::plan_retention(&listed.snapshots, self.policy.restore_points_min)
-            }
+            Ok(listed) => snapshot::plan_retention_keeping(
+                &listed.snapshots,
+                self.policy.restore_points_min,
+                self.policy.full_kept_min,
+            ),
             Err(error) => {
                 tracing::warn!(%error, "snapshot retention skipped: cannot list snapshots");
                 return;
