@@ -97,11 +97,63 @@ impl WalRecord {
         Ok(record)
     }
 
+    /// The sequence number a frame's data carries and whether it is a [`WalRecord::GroupEnd`],
+    /// read from the first bytes only (version, variant index and seq are the first three postcard
+    /// fields of every variant), without decoding the rest. Recovery uses it to step over records
+    /// a snapshot already covers; the CRC of the frame was checked already, and a record that is
+    /// replayed is always fully decoded. `None` when the prefix is not a record's.
+    pub fn peek_seq(data: &[u8]) -> Option<(u64, bool)> {
+        let (&version, body) = data.split_first()?;
+        if version == 0 || version > RECORD_FORMAT_VERSION {
+            return None;
+        }
+        let (variant, rest) = read_varint(body)?;
+        let (seq, _) = read_varint(rest)?;
+        match variant {
+            0 | 2 => Some((seq, false)),
+            1 => Some((seq, true)),
+            _ => None,
+        }
+    }
+
     /// The sequence number this record carries (the last of the group for `GroupEnd`).
     pub fn seq(&self) -> u64 {
         match self {
             WalRecord::Tx { seq, .. } | WalRecord::Settlement { seq, .. } => *seq,
             WalRecord::GroupEnd { seq_last, .. } => *seq_last,
         }
+    }
+}
+
+/// A postcard (LEB128) unsigned varint of at most 10 bytes, and the bytes after it.
+fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value: u64 = 0;
+    for (i, &byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f).checked_shl(7 * i as u32)?;
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod peek_tests {
+    use super::*;
+
+    #[test]
+    fn peek_seq_agrees_with_decode() {
+        for seq in [1u64, 127, 128, 300, 1 << 40, u64::MAX] {
+            let end = WalRecord::GroupEnd {
+                seq_last: seq,
+                epoch: 3,
+                timestamp_ms: 9,
+                root: Field::from_u64(5),
+            };
+            assert_eq!(WalRecord::peek_seq(&end.encode()), Some((seq, true)));
+        }
+        assert_eq!(WalRecord::peek_seq(&[]), None);
+        assert_eq!(WalRecord::peek_seq(&[9, 0, 1]), None);
+        assert_eq!(WalRecord::peek_seq(&[1, 7, 1]), None);
     }
 }

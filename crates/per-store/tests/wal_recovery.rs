@@ -403,3 +403,50 @@ fn newer_format_version_is_refused() {
         WalError::UnsupportedVersion { version: 2, .. }
     ));
 }
+
+/// With `replay_from_seq` at or past a sealed segment's end (its successor starts at or before
+/// `replay_from_seq + 1`), recovery does not open it: a segment overwritten with garbage does not
+/// stop `Wal::open`, is listed as skipped, and only the frames of the segments read come back;
+/// the writer opens. A scan from scratch (`replay_from_seq` 0, the verify verbs) reads it
+/// and refuses, naming it.
+#[test]
+fn segments_behind_replay_from_seq_are_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, segs) = three_segments(dir.path());
+    let names_first = |p: &Path| -> u64 {
+        p.file_name().unwrap().to_string_lossy()[..20]
+            .parse()
+            .unwrap()
+    };
+    let last_first = names_first(segs.last().unwrap());
+    fs::write(&segs[0], b"garbage").unwrap();
+
+    let mut opts = options(dir.path());
+    opts.replay_from_seq = last_first - 1;
+    let (wal, recovery) = Wal::open(opts.clone()).unwrap();
+    let skipped: Vec<&PathBuf> = recovery
+        .segments
+        .iter()
+        .filter(|s| s.skipped)
+        .map(|s| &s.path)
+        .collect();
+    assert_eq!(skipped.len(), segs.len() - 1, "{skipped:?}");
+    assert!(recovery.segments.last().is_some_and(|s| !s.skipped));
+    assert!(
+        recovery
+            .frames
+            .iter()
+            .all(|f| f.pos.segment_first_seq == last_first)
+    );
+    assert!(!wal.is_poisoned());
+    drop(wal);
+
+    // Not far enough: the garbage segment's successor starts after replay_from_seq + 1.
+    let mut opts0 = options(dir.path());
+    opts0.replay_from_seq = names_first(&segs[1]) - 2;
+    assert!(Wal::scan(dir.path(), &opts0).is_err());
+    match Wal::scan(dir.path(), &options(dir.path())) {
+        Err(WalError::Corrupt { segment, .. }) => assert_eq!(segment, segs[0]),
+        other => panic!("expected the garbage segment to be named: {other:?}"),
+    }
+}

@@ -91,6 +91,10 @@ pub struct Limits {
     pub snapshot_delta_chain_max: u32,
     /// Restore points retention always keeps (runbook: "check last 10 snapshots").
     pub snapshot_restore_points_min: usize,
+    /// Full snapshots retention always keeps, each with its delta chain (default 2): independent
+    /// restore points, so one bad full file never leaves only the WAL. WAL retention keeps every
+    /// record after the oldest kept full.
+    pub snapshot_full_kept_min: usize,
     /// Sealed WAL segments waiting for compression on the snapshot thread.
     pub snapshot_jobs_max: usize,
     /// Memory budget of effects handed to a busy snapshot writer, in records (≈ 300 bytes each);
@@ -128,6 +132,7 @@ impl Default for Limits {
             snapshot_every_txs: 100,
             snapshot_delta_chain_max: 1000,
             snapshot_restore_points_min: 10,
+            snapshot_full_kept_min: per_store::snapshot::FULL_KEPT_MIN_DEFAULT,
             snapshot_jobs_max: 4,
             snapshot_pending_records_max: 200_000,
             snapshot_behind_secs_max: 60,
@@ -251,6 +256,7 @@ impl Limits {
                 "snapshot_restore_points_min",
                 self.snapshot_restore_points_min as u64,
             ),
+            ("snapshot_full_kept_min", self.snapshot_full_kept_min as u64),
             ("snapshot_jobs_max", self.snapshot_jobs_max as u64),
             (
                 "snapshot_pending_records_max",

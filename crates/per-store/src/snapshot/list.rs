@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 /// Default for `keep_restore_points_min` in [`plan_retention`].
 pub const KEEP_RESTORE_POINTS_MIN_DEFAULT: usize = 10;
 
+/// Default for `full_kept_min` in [`plan_retention_keeping`] (`limits.snapshot_full_kept_min`):
+/// two independent full snapshots with their chains, so one bad full file never leaves only the
+/// WAL to recover from.
+pub const FULL_KEPT_MIN_DEFAULT: usize = 2;
+
 /// One `*.snap` file found by [`list_snapshots`].
 #[derive(Debug)]
 pub struct ListedSnapshot {
@@ -326,6 +331,9 @@ pub struct RetentionPlan {
     /// Kept because, though readable, its chain is incomplete (a base is missing, broken or
     /// mismatched), so it is not a restore point; left for post-mortem.
     pub unrestorable: Vec<PathBuf>,
+    /// Full snapshots kept as restore points (≥ `full_kept_min` whenever that many exist): each
+    /// is an independent start for recovery.
+    pub fulls_kept: usize,
 }
 
 /// Decides which snapshots to delete.
@@ -341,6 +349,20 @@ pub struct RetentionPlan {
 /// The plan is only as good as the listing: take the listing after the last write, and let the
 /// directory's single writer apply it. Linear in the listing's length (plus sorting).
 pub fn plan_retention(listed: &[ListedSnapshot], keep_restore_points_min: usize) -> RetentionPlan {
+    plan_retention_keeping(listed, keep_restore_points_min, 1)
+}
+
+/// [`plan_retention`] that also keeps the newest `full_kept_min` restorable **full** snapshots
+/// with every restore point built on them (their whole delta chains): independent restore points,
+/// so a bad full file costs its own chain only and recovery falls back to the previous full chain
+/// plus the WAL after it. [`RetentionPlan::oldest_kept_seq`] is then the oldest kept full's seq,
+/// and WAL retention keeps every record after it. The node calls this with
+/// `limits.snapshot_full_kept_min` ([`FULL_KEPT_MIN_DEFAULT`]).
+pub fn plan_retention_keeping(
+    listed: &[ListedSnapshot],
+    keep_restore_points_min: usize,
+    full_kept_min: usize,
+) -> RetentionPlan {
     let keep_min = keep_restore_points_min.max(1);
     let index = ChainIndex::new(listed);
     let restorable = index.restorable();
@@ -360,6 +382,28 @@ pub fn plan_retention(listed: &[ListedSnapshot], keep_restore_points_min: usize)
             link = restorable[i].flatten();
         }
     }
+    // The full each restore point starts from (bases have smaller seqs: seq order sees them first).
+    let mut by_seq: Vec<usize> = restore_points.clone();
+    by_seq.sort_by_key(|&i| (listed[i].seq, listed[i].kind));
+    let mut root = vec![usize::MAX; listed.len()];
+    for &i in &by_seq {
+        root[i] = match restorable[i] {
+            Some(Some(base)) => root[base],
+            _ => i,
+        };
+    }
+    let kept_fulls: Vec<usize> = by_seq
+        .iter()
+        .copied()
+        .filter(|&i| restorable[i] == Some(None))
+        .rev()
+        .take(full_kept_min)
+        .collect();
+    for &i in &by_seq {
+        if kept_fulls.contains(&root[i]) {
+            needed[i] = true;
+        }
+    }
 
     let mut order: Vec<usize> = (0..listed.len()).collect();
     order.sort_by_key(|&i| (listed[i].seq, listed[i].kind));
@@ -369,6 +413,9 @@ pub fn plan_retention(listed: &[ListedSnapshot], keep_restore_points_min: usize)
         let path = snapshot.path.clone();
         if needed[i] {
             plan.restore_points_kept += 1;
+            if restorable[i] == Some(None) {
+                plan.fulls_kept += 1;
+            }
             if plan.oldest_kept_seq.is_none() {
                 plan.oldest_kept_seq = Some(snapshot.seq);
             }
@@ -510,5 +557,68 @@ mod tests {
             [PathBuf::from(snapshot_file_name(7, SnapshotKind::Delta))]
         );
         assert!(plan.delete.is_empty(), "deltas 4 and 5 need 1..=3");
+    }
+
+    #[test]
+    fn two_full_chains_are_kept_and_wal_retention_keeps_what_the_oldest_needs() {
+        use crate::wal::{SegmentInfo, plan_wal_retention, segment_file_name};
+        use std::time::{Duration, SystemTime};
+        // Fulls at 1, 12, 23; ten deltas on each of the first two, five on the last.
+        let listed: Vec<ListedSnapshot> = (1..=28u64)
+            .map(|seq| entry(seq, ((seq - 1) % 11 != 0).then(|| seq - 1)))
+            .collect();
+        // Old behaviour: the newest ten restore points are 19..=28, all on the full at 12.
+        let weak = plan_retention(&listed, 10);
+        assert_eq!(weak.oldest_kept_seq, Some(12));
+        // Two fulls (12 and 23) with their whole chains; the full at 1 and its deltas go.
+        let plan = plan_retention_keeping(&listed, 10, FULL_KEPT_MIN_DEFAULT);
+        assert_eq!(plan.fulls_kept, 2);
+        assert_eq!(plan.oldest_kept_seq, Some(12));
+        assert_eq!(plan.keep.len(), 28 - 11);
+        assert_eq!(plan.delete.len(), 11);
+        // With ten restore points all on the newest full, the older full is still kept.
+        let listed: Vec<ListedSnapshot> = (1..=33u64)
+            .map(|seq| entry(seq, ((seq - 1) % 11 != 0).then(|| seq - 1)))
+            .collect();
+        assert_eq!(plan_retention(&listed, 10).oldest_kept_seq, Some(23));
+        let plan = plan_retention_keeping(&listed, 10, 2);
+        assert_eq!(plan.oldest_kept_seq, Some(12));
+        assert_eq!(plan.fulls_kept, 2);
+        assert!(
+            plan.keep
+                .contains(&PathBuf::from(snapshot_file_name(12, SnapshotKind::Full)))
+        );
+        assert!(
+            plan.keep
+                .contains(&PathBuf::from(snapshot_file_name(22, SnapshotKind::Delta)))
+        );
+
+        // WAL retention from that plan never removes a segment the full at 12 needs to replay.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let old = now - Duration::from_secs(30 * 24 * 3600);
+        let segment = |first: u64, last: Option<u64>| SegmentInfo {
+            path: PathBuf::from(segment_file_name(first)),
+            first_seq: first,
+            last_seq: last,
+            bytes: 100,
+            compressed: false,
+            modified: old,
+        };
+        let segments = vec![
+            segment(1, Some(9)),
+            segment(10, Some(12)),
+            segment(13, Some(20)),
+            segment(21, None),
+        ];
+        let keep_from = plan.oldest_kept_seq.map_or(1, |seq| seq + 1);
+        let deletable = plan_wal_retention(&segments, keep_from, Duration::ZERO, now);
+        assert_eq!(
+            deletable,
+            vec![segments[0].path.clone(), segments[1].path.clone()]
+        );
+        assert!(
+            !deletable.contains(&segments[2].path),
+            "holds seq 13, after the full"
+        );
     }
 }

@@ -112,7 +112,9 @@
 //! and everything their chains need, keeps broken and unrestorable files for post-mortem, and
 //! deletes only older restore points that no kept chain needs. [`RetentionPlan::oldest_kept_seq`]
 //! tells WAL retention where it may cut: recovering from any kept restore point needs only WAL
-//! records after it.
+//! records after it. [`plan_retention_keeping`] (what the node runs) also keeps the newest
+//! `full_kept_min` full snapshots ([`FULL_KEPT_MIN_DEFAULT`] = 2) with their whole chains:
+//! independent restore points, so one bad full file never leaves only the WAL.
 
 mod error;
 mod file;
@@ -127,9 +129,9 @@ pub use file::{
 };
 pub use format::{FORMAT_VERSION, HEADER_LEN, MAGIC, parse_snapshot_file_name, snapshot_file_name};
 pub use list::{
-    KEEP_RESTORE_POINTS_MIN_DEFAULT, ListedSnapshot, RetentionPlan, SnapshotListing,
-    apply_retention, chain_for, cleanup_tmp, list_snapshots, list_snapshots_verified,
-    plan_retention,
+    FULL_KEPT_MIN_DEFAULT, KEEP_RESTORE_POINTS_MIN_DEFAULT, ListedSnapshot, RetentionPlan,
+    SnapshotListing, apply_retention, chain_for, cleanup_tmp, list_snapshots,
+    list_snapshots_verified, plan_retention, plan_retention_keeping,
 };
 
 #[cfg(doc)]

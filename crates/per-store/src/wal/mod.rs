@@ -233,6 +233,13 @@ pub struct WalOptions {
     /// Rotate a non-empty segment at the next group boundary once it is this old (by the creation
     /// time in its header). `None` rotates by size only.
     pub segment_age_max: Option<Duration>,
+    /// Recovery reads only what replay after this seq needs: a sealed segment whose successor's
+    /// first seq is ≤ `replay_from_seq + 1` holds nothing after it and is not opened at all (it is
+    /// listed in [`Recovery::segments`] with [`SegmentSummary::skipped`]; its name suffices). 0
+    /// (the default) reads every segment, as the verify verbs do. Start-up sets it to the newest
+    /// valid snapshot's seq, so restart cost follows the distance from the snapshot, not the
+    /// retained WAL.
+    pub replay_from_seq: u64,
 }
 
 impl PartialEq for WalOptions {
@@ -245,6 +252,7 @@ impl PartialEq for WalOptions {
             && self.key.as_ref().map(|key| key.key_id())
                 == other.key.as_ref().map(|key| key.key_id())
             && self.segment_age_max == other.segment_age_max
+            && self.replay_from_seq == other.replay_from_seq
     }
 }
 
@@ -261,6 +269,7 @@ impl WalOptions {
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             key: None,
             segment_age_max: Some(SEGMENT_AGE_MAX_DEFAULT),
+            replay_from_seq: 0,
         }
     }
 }
@@ -326,6 +335,10 @@ pub struct SegmentSummary {
     /// Creation time from its header (ms since the Unix epoch); `None` for segments written before
     /// the field existed.
     pub created_ms: Option<u64>,
+    /// Not read because it lies wholly at or before [`WalOptions::replay_from_seq`]: `frames` is 0,
+    /// `epoch` 0, `key_id`/`created_ms` `None`, and `intact_bytes`/`file_bytes` are the file's size
+    /// on disk. Its damage, if any, is found by the verify verbs (which read everything).
+    pub skipped: bool,
 }
 
 /// The result of reading a WAL directory.

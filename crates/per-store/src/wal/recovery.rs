@@ -1,6 +1,11 @@
 //! Recovery classification: read every segment in order and decide, for the first damage, whether it
 //! is a torn write (cut it) or corruption (refuse to start).
 //!
+//! With [`WalOptions::replay_from_seq`] set (start-up, from the newest valid snapshot), sealed
+//! segments wholly at or before that seq are not opened: their names prove what they hold is
+//! covered, so restart cost follows the distance from the snapshot. They are still listed
+//! ([`SegmentSummary::skipped`]); `per verify-state` / `per replay-wal` read them.
+//!
 //! [`classify`] never writes; [`Wal::open`](super::Wal::open) applies its verdict with
 //! [`apply_torn_tail`] and [`remove_tmp_files`], and [`Wal::scan`](super::Wal::scan) only reports it.
 
@@ -103,7 +108,23 @@ pub fn classify(dir: &Path, opts: &WalOptions) -> Result<Recovery, WalError> {
         ..Recovery::default()
     };
     let last_index = listing.segments.len().checked_sub(1);
+    // First seqs of each segment's successor: a segment whose successor starts at or before
+    // `replay_from_seq + 1` holds only records the restore point already covers.
+    let next_firsts: Vec<Option<u64>> = (0..listing.segments.len())
+        .map(|i| listing.segments.get(i + 1).map(|next| next.first_seq))
+        .collect();
+    let skip_below = opts.replay_from_seq.saturating_add(1);
     for (index, file) in listing.segments.into_iter().enumerate() {
+        if opts.replay_from_seq > 0
+            && next_firsts
+                .get(index)
+                .copied()
+                .flatten()
+                .is_some_and(|next| next <= skip_below)
+        {
+            recovery.segments.push(skipped_summary(&file)?);
+            continue;
+        }
         let SegmentFile {
             first_seq,
             path,
@@ -169,9 +190,30 @@ pub fn classify(dir: &Path, opts: &WalOptions) -> Result<Recovery, WalError> {
             compressed,
             key_id: scan.header.key_id,
             created_ms: scan.header.created_ms,
+            skipped: false,
         });
     }
     Ok(recovery)
+}
+
+/// The summary of a segment recovery does not open: its name and its size on disk only (a
+/// metadata call, which works even on a file whose content cannot be read).
+fn skipped_summary(file: &SegmentFile) -> Result<SegmentSummary, WalError> {
+    let bytes = std::fs::metadata(&file.path)
+        .map_err(io_error(&file.path))?
+        .len();
+    Ok(SegmentSummary {
+        path: file.path.clone(),
+        first_seq: file.first_seq,
+        epoch: 0,
+        frames: 0,
+        intact_bytes: bytes,
+        file_bytes: bytes,
+        compressed: file.compressed,
+        key_id: None,
+        created_ms: None,
+        skipped: true,
+    })
 }
 
 /// Cuts the torn tail found by [`classify`], keeping a `.broken` copy, and records the copy's path.

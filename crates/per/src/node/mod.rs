@@ -51,5 +51,6 @@ pub fn recovery_source(
         snapshots_dir: data_dir.join("snapshots"),
         key,
         limits: state_limits,
+        group_records_max: limits.group_records_max,
     }
 }

@@ -61,6 +61,60 @@ pub enum RecoveryError {
         /// First WAL record after it.
         wal_first_seq: u64,
     },
+    /// Cutting the damaged WAL tail would take the log below a seq that a snapshot proves was
+    /// acknowledged: the damage is in acknowledged data, not a torn write.
+    #[error(
+        "WAL tail damage in {} at offset {offset} ({torn_bytes} damaged byte(s), {unfinished_records} record(s) of an unfinished group): cutting it would end the WAL at seq {wal_end_seq}, but snapshot {} proves seq {evidence_seq} was acknowledged, so the damaged bytes are acknowledged data, not a torn write; refusing to start and changing nothing (see docs/RUNBOOK.md, 'Tail damage below a snapshot': `per replay-wal --from-snapshot latest`, then `per restore-snapshot --file latest --dry-run` / `--force`)",
+        segment.display(), evidence.display()
+    )]
+    TailDamageBelowSnapshot {
+        /// The last segment.
+        segment: PathBuf,
+        /// Where the cut would start (the damaged frame, or the unfinished group's first frame).
+        offset: u64,
+        /// Bytes of the damaged tail (0 when only an unfinished group would be cut).
+        torn_bytes: u64,
+        /// Intact records after the last complete group that would be cut.
+        unfinished_records: usize,
+        /// The last seq the WAL would hold after the cut.
+        wal_end_seq: u64,
+        /// The snapshot file that proves `evidence_seq`.
+        evidence: PathBuf,
+        /// The seq it holds.
+        evidence_seq: u64,
+    },
+    /// The WAL, intact, ends before a snapshot's seq: acknowledged records are missing from it.
+    #[error(
+        "the WAL ends at seq {wal_end_seq} (last segment {}) but snapshot {} proves seq {evidence_seq} was acknowledged: the WAL does not reach the newest snapshot (segments lost, or a WAL from elsewhere); refusing to start (see docs/RUNBOOK.md, 'WAL behind the newest snapshot': `per replay-wal --from-snapshot latest`, `per restore-snapshot --file latest --dry-run` / `--force`)",
+        last_segment.display(), evidence.display()
+    )]
+    WalBehindSnapshot {
+        /// The last seq the WAL holds in a complete group.
+        wal_end_seq: u64,
+        /// Its last segment.
+        last_segment: PathBuf,
+        /// The snapshot file that proves `evidence_seq`.
+        evidence: PathBuf,
+        /// The seq it holds.
+        evidence_seq: u64,
+    },
+    /// The damaged tail is larger than one commit group can be: it cannot be a single torn write.
+    #[error(
+        "WAL tail damage in {} at offset {offset}: cutting it would remove {unfinished_records} record(s) and {bytes} byte(s), more than one commit group can hold (group_records_max {group_records_max}); a tail cut is allowed only for the one group that was never acknowledged; refusing to start (see docs/RUNBOOK.md, 'Tail damage below a snapshot': `per replay-wal --from-snapshot latest`)",
+        segment.display()
+    )]
+    TailCutTooLarge {
+        /// The last segment.
+        segment: PathBuf,
+        /// Where the cut would start.
+        offset: u64,
+        /// Intact records of the unfinished group.
+        unfinished_records: usize,
+        /// Bytes the cut would remove.
+        bytes: u64,
+        /// The configured group size.
+        group_records_max: usize,
+    },
     /// The snapshot directory could not be listed.
     #[error("cannot read snapshots: {0}")]
     Snapshots(String),
@@ -102,6 +156,11 @@ pub struct RecoveryReport {
     pub groups: u64,
     /// Segments read.
     pub segments: usize,
+    /// Segments not opened because the restore point covers them (see
+    /// [`per_store::WalOptions::replay_from_seq`]).
+    pub segments_skipped: usize,
+    /// Records stepped over (seq at or before the restore point) without decoding.
+    pub records_skipped: u64,
     /// A torn tail the WAL cut off.
     pub torn_tail: Option<TornTail>,
     /// Records of an unfinished commit group that were cut (never acknowledged).
@@ -119,6 +178,8 @@ pub struct RecoverySource {
     pub key: Option<Arc<EncryptionKey>>,
     /// State limits.
     pub limits: StateLimits,
+    /// Records in one commit group (`limits.group_records_max`): the most a tail cut may remove.
+    pub group_records_max: usize,
 }
 
 /// A state rebuilt from a snapshot chain.
@@ -187,22 +248,35 @@ fn load_links(
     limits: StateLimits,
     check: TreeCheck,
 ) -> Result<LoadedSnapshot, String> {
+    load_links_naming(target, links, key, limits, check).map_err(|(_, reason)| reason)
+}
+
+/// [`load_links`], also naming the link that failed (`None`: the chain as a whole, e.g. the
+/// final rehash), so a caller can skip every other chain through that link without reading it.
+fn load_links_naming(
+    target: &Path,
+    links: &[&Path],
+    key: Option<&EncryptionKey>,
+    limits: StateLimits,
+    check: TreeCheck,
+) -> Result<LoadedSnapshot, (Option<PathBuf>, String)> {
     let mut state: Option<State> = None;
     let mut tip = None;
     let mut last_path = target.to_owned();
     for &link in links {
-        let (meta, body) = snapshot::read_snapshot(link, key).map_err(|e| e.to_string())?;
-        let fail = |e: ImageError| format!("{}: {e}", link.display());
+        let bad = |reason: String| (Some(link.to_path_buf()), reason);
+        let (meta, body) = snapshot::read_snapshot(link, key).map_err(|e| bad(e.to_string()))?;
+        let fail = |e: ImageError| bad(format!("{}: {e}", link.display()));
         match meta.kind {
             SnapshotKind::Full => {
                 let image = StateImage::decode(&body).map_err(fail)?;
                 if image.seq != meta.seq {
-                    return Err(format!(
+                    return Err(bad(format!(
                         "{}: image seq {} ≠ header seq {}",
                         link.display(),
                         image.seq,
                         meta.seq
-                    ));
+                    )));
                 }
                 state = Some(State::from_image(image, limits, check).map_err(fail)?);
             }
@@ -210,7 +284,7 @@ fn load_links(
                 let delta = StateDelta::decode(&body).map_err(fail)?;
                 let current = state
                     .as_mut()
-                    .ok_or_else(|| format!("{}: delta without a base", link.display()))?;
+                    .ok_or_else(|| bad(format!("{}: delta without a base", link.display())))?;
                 match check {
                     TreeCheck::Rehash => current.apply_delta(&delta).map_err(fail)?,
                     TreeCheck::StoredNodes => current.apply_delta_deferred(&delta).map_err(fail)?,
@@ -224,7 +298,7 @@ fn load_links(
         // Deferred deltas: one rehash for the whole chain, compared with the last delta's root.
         state
             .verify_deferred()
-            .map_err(|e| format!("{}: {e}", last_path.display()))?;
+            .map_err(|e| (None, format!("{}: {e}", last_path.display())))?;
     }
     match (state, tip) {
         (Some(state), Some(tip)) => Ok(LoadedSnapshot {
@@ -232,12 +306,17 @@ fn load_links(
             path: last_path,
             tip,
         }),
-        _ => Err(format!("{}: empty chain", target.display())),
+        _ => Err((None, format!("{}: empty chain", target.display()))),
     }
 }
 
 /// Tries restore points from the newest down; returns the first whose whole chain is valid, and
 /// the ones skipped on the way.
+///
+/// Once a link is found bad (a full snapshot that does not read, decode or hash), every other
+/// restore point whose chain runs through it is skipped without being read, named "unusable:
+/// its chain includes …" (the ten deltas on a bad full cost one read of the full, not ten), and
+/// the previous full chain is tried next.
 pub fn newest_valid_snapshot(
     dir: &Path,
     key: Option<&EncryptionKey>,
@@ -249,16 +328,59 @@ pub fn newest_valid_snapshot(
     }
     let listed = snapshot::list_snapshots(dir).map_err(|e| e.to_string())?;
     let mut skipped = Vec::new();
+    let mut bad_links: Vec<PathBuf> = Vec::new();
     for entry in listed.snapshots.iter().rev() {
-        match load_chain(dir, &entry.path, key, limits, check) {
-            Ok(loaded) => return Ok((Some(loaded), skipped)),
-            Err(reason) => skipped.push(SkippedSnapshot {
+        let chain = match snapshot::chain_for(&listed.snapshots, entry.seq) {
+            Ok(chain) => chain,
+            Err(error) => {
+                skipped.push(SkippedSnapshot {
+                    path: entry.path.clone(),
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+        };
+        let links: Vec<&Path> = chain.iter().map(|link| link.path.as_path()).collect();
+        if let Some(bad) = links
+            .iter()
+            .find(|link| bad_links.iter().any(|b| b == *link))
+        {
+            skipped.push(SkippedSnapshot {
                 path: entry.path.clone(),
-                reason,
-            }),
+                reason: format!(
+                    "unusable: its chain includes {}, found invalid above",
+                    bad.display()
+                ),
+            });
+            continue;
+        }
+        match load_links_naming(&entry.path, &links, key, limits, check) {
+            Ok(loaded) => return Ok((Some(loaded), skipped)),
+            Err((bad, reason)) => {
+                if let Some(bad) = bad {
+                    bad_links.push(bad);
+                }
+                skipped.push(SkippedSnapshot {
+                    path: entry.path.clone(),
+                    reason,
+                });
+            }
         }
     }
     Ok((None, skipped))
+}
+
+/// The newest snapshot file whose header reads, whatever its body: a snapshot is written only of
+/// acknowledged state, so its seq was acknowledged even when the file no longer restores. The
+/// evidence a tail cut is judged against.
+fn newest_snapshot_evidence(dir: &Path) -> Option<(PathBuf, u64)> {
+    let listed = snapshot::list_snapshots(dir).ok()?;
+    listed
+        .snapshots
+        .iter()
+        .filter(|s| s.meta.is_ok())
+        .max_by_key(|s| s.seq)
+        .map(|s| (s.path.clone(), s.seq))
 }
 
 /// How often replay checks the logged root.
@@ -391,28 +513,210 @@ fn load_start_state(
     })
 }
 
+/// Records after the restore point, decoded, with how many form complete groups, and where the
+/// last complete group ends (for cutting an unfinished group whose predecessor was stepped over).
+struct AfterSnapshot<'a> {
+    records: Vec<(WalRecord, &'a FramePos)>,
+    complete: usize,
+    /// The end of the last complete group at or before the restore point, if any was read.
+    covered_end: Option<FramePos>,
+    skipped: u64,
+}
+
+/// Decodes the frames after `snapshot_seq`; frames at or before it are stepped over by their seq
+/// prefix ([`WalRecord::peek_seq`]) without decoding (their CRC was checked when read).
+fn decode_after(
+    frames: &[per_store::RecoveredFrame],
+    snapshot_seq: u64,
+) -> Result<AfterSnapshot<'_>, RecoveryError> {
+    let mut out = AfterSnapshot {
+        records: Vec::new(),
+        complete: 0,
+        covered_end: None,
+        skipped: 0,
+    };
+    for frame in frames {
+        if out.records.is_empty()
+            && let Some((seq, group_end)) = WalRecord::peek_seq(&frame.data)
+            && seq <= snapshot_seq
+        {
+            out.skipped += 1;
+            if group_end {
+                out.covered_end = Some(frame.pos.clone());
+            }
+            continue;
+        }
+        let record = WalRecord::decode(&frame.data).map_err(|source| RecoveryError::Record {
+            segment: frame.pos.segment.clone(),
+            offset: frame.pos.offset,
+            source,
+        })?;
+        out.records.push((record, &frame.pos));
+    }
+    out.complete = out
+        .records
+        .iter()
+        .rposition(|(record, _)| matches!(record, WalRecord::GroupEnd { .. }))
+        .map_or(0, |last_end| last_end + 1);
+    Ok(out)
+}
+
+/// Judges the WAL's tail against the snapshots before anything is cut (reads the last segment
+/// only, read-only): a cut is allowed only for the one group that can never have been
+/// acknowledged. Refuses when the WAL, cut or not, would end below the newest snapshot's seq
+/// (that data was acknowledged), and when the cut is larger than one commit group.
+///
+/// What "knows better" here is the data dir's own snapshots (any file whose header reads). The
+/// backup uploader keeps no local record of what each target holds, so a target's copy cannot be
+/// consulted at start; every snapshot it holds was a local snapshot first.
+fn judge_tail(source: &RecoverySource, snapshot_seq: u64) -> Result<(), RecoveryError> {
+    if !source.wal.dir.is_dir() {
+        return Ok(());
+    }
+    let mut opts = source.wal.clone();
+    opts.replay_from_seq = u64::MAX; // every sealed segment skipped: only the last one is read
+    let scan = Wal::scan(&source.wal.dir, &opts)?;
+    let evidence = newest_snapshot_evidence(&source.snapshots_dir);
+    let (evidence_path, evidence_seq) = match evidence {
+        Some((path, seq)) if seq >= snapshot_seq => (path, seq),
+        _ => (source.snapshots_dir.clone(), snapshot_seq),
+    };
+    let Some(last) = scan.segments.last() else {
+        if evidence_seq > 0 {
+            tracing::warn!(
+                snapshot_seq = evidence_seq,
+                "starting from a snapshot with an empty WAL (as after `per restore-snapshot`)"
+            );
+        }
+        return Ok(());
+    };
+    let mut last_end: Option<(u64, u64)> = None; // (seq, end offset) of the last GroupEnd
+    let mut unfinished = 0usize;
+    let mut unfinished_from = None;
+    for frame in &scan.frames {
+        let Some((seq, group_end)) = WalRecord::peek_seq(&frame.data) else {
+            return Err(RecoveryError::Record {
+                segment: frame.pos.segment.clone(),
+                offset: frame.pos.offset,
+                source: WalRecord::decode(&frame.data)
+                    .err()
+                    .unwrap_or(per_core::RecordError::Empty),
+            });
+        };
+        if group_end {
+            last_end = Some((seq, frame.pos.end));
+            unfinished = 0;
+            unfinished_from = None;
+        } else {
+            unfinished += 1;
+            unfinished_from.get_or_insert(frame.pos.offset);
+        }
+    }
+    let wal_end_seq = last_end.map_or(last.first_seq.saturating_sub(1), |(seq, _)| seq);
+    let torn_bytes = scan.torn_tail.as_ref().map_or(0, |torn| torn.bytes);
+    let cut = scan.torn_tail.is_some() || unfinished > 0;
+    let cut_offset = unfinished_from
+        .or(scan.torn_tail.as_ref().map(|torn| torn.offset))
+        .unwrap_or(last.intact_bytes);
+    if wal_end_seq < evidence_seq {
+        return Err(if cut {
+            RecoveryError::TailDamageBelowSnapshot {
+                segment: last.path.clone(),
+                offset: cut_offset,
+                torn_bytes,
+                unfinished_records: unfinished,
+                wal_end_seq,
+                evidence: evidence_path,
+                evidence_seq,
+            }
+        } else {
+            RecoveryError::WalBehindSnapshot {
+                wal_end_seq,
+                last_segment: last.path.clone(),
+                evidence: evidence_path,
+                evidence_seq,
+            }
+        });
+    }
+    if cut {
+        let cut_bytes = last.file_bytes.saturating_sub(cut_offset);
+        // One group: at most `group_records_max` records and their end, each at most a full frame.
+        let frame_max =
+            u64::from(source.wal.record_bytes_max) + 8 + per_store::SEAL_OVERHEAD as u64;
+        let group_bytes_max = frame_max.saturating_mul(source.group_records_max as u64 + 1);
+        if unfinished > source.group_records_max || cut_bytes > group_bytes_max {
+            return Err(RecoveryError::TailCutTooLarge {
+                segment: last.path.clone(),
+                offset: cut_offset,
+                unfinished_records: unfinished,
+                bytes: cut_bytes,
+                group_records_max: source.group_records_max,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Rebuilds the state from the data directory and opens the WAL for appending (cutting a torn
-/// tail and an unfinished group).
+/// tail and an unfinished group, once [`judge_tail`] found that cut to be the one group that was
+/// never acknowledged).
+///
+/// Reads only what the restore point does not cover: sealed segments wholly at or before it are
+/// not opened, and frames at or before it are not decoded.
 pub fn recover(source: RecoverySource) -> Result<(State, Wal, RecoveryReport), RecoveryError> {
     let mut report = RecoveryReport::default();
     let mut state = load_start_state(&source, &mut report)?;
-    let (mut wal, recovered) = Wal::open(source.wal)?;
-    report.segments = recovered.segments.len();
+    let snapshot_seq = state.seq();
+    judge_tail(&source, snapshot_seq)?;
+    let mut opts = source.wal;
+    opts.replay_from_seq = snapshot_seq;
+    let (mut wal, recovered) = Wal::open(opts)?;
+    report.segments_skipped = recovered.segments.iter().filter(|s| s.skipped).count();
+    report.segments = recovered.segments.len() - report.segments_skipped;
     report.torn_tail = recovered.torn_tail.clone();
-    let (records, complete) = decode_frames(&recovered.frames)?;
+    let after = decode_after(&recovered.frames, snapshot_seq)?;
+    report.records_skipped = after.skipped;
+    let (records, complete) = (after.records, after.complete);
     if complete < records.len() {
         report.unfinished_group_records = records.len() - complete;
-        let keep: Option<&FramePos> = complete.checked_sub(1).map(|i| records[i].1);
+        let keep: Option<FramePos> = match complete.checked_sub(1) {
+            Some(i) => Some(records[i].1.clone()),
+            None => after
+                .covered_end
+                .clone()
+                .or_else(|| end_of_last_skipped(&recovered)),
+        };
         tracing::warn!(
             records = report.unfinished_group_records,
             "cutting an unfinished commit group at the WAL tail (never acknowledged)"
         );
-        wal.truncate_after(keep)?;
+        wal.truncate_after(keep.as_ref())?;
     }
     let stats = replay(&mut state, &records[..complete], RootCheck::AtEnd)?;
     report.transactions = stats.transactions;
     report.groups = stats.groups;
     Ok((state, wal, report))
+}
+
+/// The end of the last segment recovery did not open, as a frame position: an unfinished group
+/// alone in the segment after it is cut back to there (the writer knows that segment by its size).
+fn end_of_last_skipped(recovered: &per_store::Recovery) -> Option<FramePos> {
+    let read_frames_before_tail = recovered.frames.iter().any(|frame| {
+        recovered
+            .segments
+            .last()
+            .is_some_and(|last| frame.pos.segment_first_seq != last.first_seq)
+    });
+    if read_frames_before_tail {
+        return None;
+    }
+    let summary = recovered.segments.iter().rev().nth(1)?;
+    summary.skipped.then(|| FramePos {
+        segment: summary.path.clone(),
+        segment_first_seq: summary.first_seq,
+        offset: 0,
+        end: summary.intact_bytes,
+    })
 }
 
 /// The same rebuild without writing anything (offline verify verbs): a torn tail or an unfinished

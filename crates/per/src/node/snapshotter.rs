@@ -38,6 +38,8 @@ pub struct SnapshotPolicy {
     pub delta_chain_max: u32,
     /// Restore points retention keeps at least (runbook: "check last 10 snapshots").
     pub restore_points_min: usize,
+    /// Full snapshots kept with their chains (`limits.snapshot_full_kept_min`).
+    pub full_kept_min: usize,
     /// Sealed WAL segments waiting for compression.
     pub jobs_max: usize,
     /// Memory budget of the hand-over waiting for a busy writer, in records (effects); past it
@@ -443,9 +445,11 @@ impl Writer {
     /// rolled forward.
     fn retain(&self) {
         let plan = match snapshot::list_snapshots(&self.policy.dir) {
-            Ok(listed) => {
-                snapshot::plan_retention(&listed.snapshots, self.policy.restore_points_min)
-            }
+            Ok(listed) => snapshot::plan_retention_keeping(
+                &listed.snapshots,
+                self.policy.restore_points_min,
+                self.policy.full_kept_min,
+            ),
             Err(error) => {
                 tracing::warn!(%error, "snapshot retention skipped: cannot list snapshots");
                 return;
