@@ -695,6 +695,11 @@ pub fn recover(source: RecoverySource) -> Result<(State, Wal, RecoveryReport), R
     let stats = replay(&mut state, &records[..complete], RootCheck::AtEnd)?;
     report.transactions = stats.transactions;
     report.groups = stats.groups;
+    // The WAL now ends exactly at the state's seq: `judge_tail` refused a WAL that does not reach
+    // the restore point, and the replay above consumed every complete group after it (an empty WAL,
+    // moved aside by `restore-snapshot`, resumes after the snapshot). From here on the writer
+    // refuses any group that does not start at the next seq, the first one after a restart included.
+    wal.resume_after(state.seq());
     Ok((state, wal, report))
 }
 
