@@ -73,6 +73,7 @@ fn main() {
         interval: Duration::from_secs(3600),
         delta_chain_max: u32::MAX,
         restore_points_min: 10,
+        full_kept_min: 2,
         jobs_max: 4,
         pending_records_max: 200_000,
         behind_secs_max: 60,

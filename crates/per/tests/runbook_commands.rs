@@ -67,7 +67,7 @@ fn bin_wrappers_run_the_verbs_on_a_real_node_and_data_dir() {
         let (_, resp) = node.api().deposit_new(&mut wallet, 100 + i);
         receipts.push(resp.json["receipt_id"].as_str().unwrap().to_owned());
     }
-    let info = node.api().pool_info();
+    let _ = node.api().pool_info();
 
     // Scenario 3: list, requeue, submit (settlement disabled here: submit is refused, exit 4).
     let listed = run(

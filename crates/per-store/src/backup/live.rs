@@ -354,7 +354,7 @@ pub fn read_tail(
                 at = end;
             }
             Ok(None) => break,
-            Err(()) => {
+            Err(crate::wal::FrameUnauthenticated) => {
                 return Err(TailError::Unauthenticated {
                     path: path.display().to_string(),
                     offset,

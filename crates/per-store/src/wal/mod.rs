@@ -191,7 +191,9 @@ pub use segment::{
     FLAG_CREATED_MS, FLAG_ENCRYPTED, FORMAT_VERSION, HEADER_LEN, MAGIC,
     compressed_segment_file_name, segment_file_name,
 };
-pub use tail_access::{frame_bytes_max_for, open_frame_at, read_segment_header};
+pub use tail_access::{
+    FrameUnauthenticated, frame_bytes_max_for, open_frame_at, read_segment_header,
+};
 pub use writer::{FAILPOINT_FSYNC_AFTER_ENV, Wal};
 
 use crate::crypto::EncryptionKey;

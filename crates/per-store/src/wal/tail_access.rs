@@ -18,9 +18,15 @@ pub fn read_segment_header(bytes: &[u8]) -> Result<(u64, Option<[u8; 8]>), Strin
     Ok((header.first_seq, header.key_id))
 }
 
+/// A frame whose CRC matches but whose sealed data does not authenticate under the key: corruption
+/// or tampering, never a write in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the frame's CRC matches but it does not authenticate")]
+pub struct FrameUnauthenticated;
+
 /// Checks the frame at `at` of `bytes` (which start at byte `offset - at` of a segment whose
 /// first seq is `segment_first_seq`) and opens it with `key` when sealed. `Ok(None)`: the frame is
-/// incomplete or damaged (not yet written); `Err(())`: its CRC matches but it does not
+/// incomplete or damaged (not yet written); `Err(FrameUnauthenticated)`: its CRC matches but it does not
 /// authenticate (corruption). `Ok(Some((record, end)))`: `end` is the index after its CRC.
 pub fn open_frame_at(
     bytes: &[u8],
@@ -29,7 +35,7 @@ pub fn open_frame_at(
     segment_first_seq: u64,
     offset: u64,
     key: Option<&EncryptionKey>,
-) -> Result<Option<(Vec<u8>, usize)>, ()> {
+) -> Result<Option<(Vec<u8>, usize)>, FrameUnauthenticated> {
     let Ok(intact) = frame::decode_at(bytes, at, frame_bytes_max) else {
         return Ok(None);
     };
@@ -38,7 +44,7 @@ pub fn open_frame_at(
         None => stored.to_vec(),
         Some(key) => {
             let ad = frame::associated_data(segment_first_seq, offset);
-            key.open(&ad, stored).map_err(|_| ())?
+            key.open(&ad, stored).map_err(|_| FrameUnauthenticated)?
         }
     };
     Ok(Some((data, intact.end)))

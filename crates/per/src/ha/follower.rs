@@ -410,7 +410,7 @@ impl Follower {
             if let Some(sealed) = stats.sealed_segment {
                 planner.segment_sealed(sealed);
             }
-            planner.after_group(&state, logged, settled, root);
+            planner.after_group(state, logged, settled, root);
         }
         Ok(())
     }
