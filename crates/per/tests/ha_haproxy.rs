@@ -13,15 +13,13 @@
 mod common;
 mod ha_support;
 
-use common::{Api, DEPOSIT_TOKEN, Node};
-use ha_support::{ha_node, post_until_acked, start_standby, ttl_secs, unique_cluster, wait_for};
-use per::client::Wallet;
-use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use common::{Api, Node};
+use ha_support::proxy_drill::{
+    assert_exactly_once_and_present, assert_nothing_applied_twice, kill_primary_under_load,
+};
+use ha_support::{ha_node, start_standby, unique_cluster};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A running HAProxy, killed on drop.
@@ -119,50 +117,6 @@ pub fn start_haproxy(dir: &Path, servers: &[u16]) -> Haproxy {
     Haproxy { child, port, log }
 }
 
-/// One acknowledged write.
-#[derive(Debug, Clone)]
-struct Acked {
-    path: &'static str,
-    body: Value,
-    receipt_id: String,
-    seq: u64,
-    at: Instant,
-    in_doubt: bool,
-}
-
-/// A client through HAProxy: deposit a note, then spend it (and the received note) twice.
-fn worker(api: Api, seed: u64, stop: Arc<AtomicBool>) -> Vec<Acked> {
-    let mut wallet = Wallet::seeded(seed);
-    let mut acked = Vec::new();
-    let timeout = Duration::from_secs(30);
-    let mut record = |path: &'static str, body: &Value, r: ha_support::Retried| {
-        acked.push(Acked {
-            path,
-            body: body.clone(),
-            receipt_id: r.resp.json["receipt_id"].as_str().unwrap().to_owned(),
-            seq: r.resp.json["seq"].as_u64().unwrap(),
-            at: Instant::now(),
-            in_doubt: r.in_doubt,
-        });
-        r.resp
-    };
-    while !stop.load(Ordering::Acquire) {
-        let mut note = wallet.note(100);
-        let body = wallet.deposit_body(&note);
-        let r = post_until_acked(&api, "/deposit", &body, Some(DEPOSIT_TOKEN), timeout);
-        let resp = record("/deposit", &body, r);
-        note.leaf_index = resp.json["leaf_index"].as_u64();
-        for _ in 0..2 {
-            let (body, mut receiver, _) = wallet.transfer(&note, 0).expect("transfer");
-            let r = post_until_acked(&api, "/transfer", &body, None, timeout);
-            let resp = record("/transfer", &body, r);
-            receiver.leaf_index = resp.json["leaf_indices"][0].as_u64();
-            note = receiver;
-        }
-    }
-    acked
-}
-
 #[test]
 fn ha_haproxy_kill_9_of_the_primary_clients_keep_succeeding_exactly_once() {
     if !haproxy_available() {
@@ -193,120 +147,19 @@ fn ha_haproxy_kill_9_of_the_primary_clients_keep_succeeding_exactly_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..8u64)
-        .map(|i| {
-            let api = front.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || worker(api, 0x4a9 + i, stop))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    primary.kill9();
-    let killed_at = Instant::now();
-    // Keep the load on past the takeover and HAProxy's switch.
-    wait_for(&standby, "the takeover", Duration::from_secs(30), |api| {
-        api.get("/readyz").is_ok_and(|r| r.status == 200)
-    });
-    std::thread::sleep(Duration::from_millis(2500));
-    stop.store(true, Ordering::Release);
-    let acked: Vec<Acked> = workers
-        .into_iter()
-        .flat_map(|w| w.join().expect("worker"))
-        .collect();
-
-    let before = acked.iter().filter(|a| a.at < killed_at).count();
-    let after: Vec<&Acked> = acked.iter().filter(|a| a.at >= killed_at).collect();
-    let first_after = after
-        .iter()
-        .map(|a| a.at.duration_since(killed_at))
-        .min()
-        .expect("no write acknowledged after the kill");
-    let in_doubt = acked.iter().filter(|a| a.in_doubt).count();
-    println!(
-        "ha haproxy (TTL {} s): {} acked before the kill, {} after; kill -9 → first ack through HAProxy {} ms; {} acks came after an in-doubt attempt",
-        ttl_secs(),
-        before,
-        after.len(),
-        first_after.as_millis(),
-        in_doubt
-    );
-    assert!(before > 20, "too little load before the kill: {before}");
-    assert!(
-        after.len() > 20,
-        "too few acks after the failover: {}",
-        after.len()
-    );
-
-    // Exactly-once: no seq acknowledged twice, no receipt with two seqs.
-    let mut seqs = HashSet::new();
-    let mut ids: HashMap<&str, u64> = HashMap::new();
-    for a in &acked {
-        assert!(
-            seqs.insert(a.seq),
-            "seq {} acknowledged for two requests",
-            a.seq
-        );
-        assert!(
-            ids.insert(&a.receipt_id, a.seq).is_none(),
-            "receipt {} acknowledged twice",
-            a.receipt_id
-        );
-    }
+    let drill = kill_primary_under_load("HAProxy", &front, &mut primary, &standby, 0x4a9);
+    let acked = &drill.acked;
     // Every acknowledged transaction is on the new primary with its seq, and a resubmission of
     // any of them (straight to the new primary, and through HAProxy) is answered with the same
     // receipt and seq.
     let new_primary = standby.api();
-    let top = new_primary.pool_info()["seq"].as_u64().unwrap();
-    for a in &acked {
-        assert!(
-            a.seq <= top,
-            "acked seq {} beyond the new primary's {top}",
-            a.seq
-        );
-        let r = new_primary.get_ok(&format!("/receipt/{}", a.receipt_id));
-        assert_eq!(
-            r.status, 200,
-            "acknowledged {} lost: {}",
-            a.receipt_id, r.text
-        );
-        assert_eq!(r.json["seq"].as_u64(), Some(a.seq), "{}", r.text);
-        let token = (a.path == "/deposit").then_some(DEPOSIT_TOKEN);
-        let again = new_primary.post_ok(a.path, &a.body, token);
-        assert_eq!(
-            again.status, 200,
-            "resubmission of {}: {}",
-            a.receipt_id, again.text
-        );
-        assert_eq!(
-            again.json["receipt_id"].as_str(),
-            Some(a.receipt_id.as_str())
-        );
-        assert_eq!(
-            again.json["seq"].as_u64(),
-            Some(a.seq),
-            "a resubmission got a new seq"
-        );
+    let top = assert_exactly_once_and_present(acked, &new_primary);
+    for a in acked {
+        a.resubmit(&new_primary, "to the new primary");
     }
     for a in acked.iter().filter(|a| a.in_doubt).take(20) {
-        let token = (a.path == "/deposit").then_some(DEPOSIT_TOKEN);
-        let again = front.post_ok(a.path, &a.body, token);
-        assert_eq!(again.json["seq"].as_u64(), Some(a.seq), "{}", again.text);
+        a.resubmit(&front, "through HAProxy");
     }
-    assert_eq!(
-        new_primary.pool_info()["seq"].as_u64().unwrap(),
-        top,
-        "resubmissions must not apply anything"
-    );
-    // No transaction the clients did not get acknowledged slipped in twice: the log's
-    // transactions are the acknowledged ones plus at most one in-flight request per client at the
-    // kill (`seq` also counts batch seals, so count transactions).
-    let transactions = new_primary.pool_info()["transactions"].as_u64().unwrap();
-    assert!(
-        transactions - acked.len() as u64 <= 8,
-        "{} transactions but {} acknowledged",
-        transactions,
-        acked.len()
-    );
+    assert_nothing_applied_twice(&new_primary, top, acked.len());
     drop(haproxy);
 }

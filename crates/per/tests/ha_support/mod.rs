@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy_drill;
+
 use crate::common::{Api, Node};
 use serde_json::Value;
 use std::time::{Duration, Instant};
