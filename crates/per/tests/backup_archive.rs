@@ -18,15 +18,15 @@ mod common;
 #[path = "common/s3.rs"]
 mod s3;
 
-use cli::{CliOut, per_in};
-use common::Node;
+use cli::{CliOut, per_env};
 use common::driver::Driver;
 use common::snap::write_config;
+use common::{Node, database_url, unique_cluster};
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use s3::S3Server;
-use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 const BUCKET: &str = "per-archive";
@@ -36,18 +36,6 @@ const ARCHIVE_DELAY: Duration = Duration::from_millis(1000);
 /// How long the workers write.
 const LOAD_FOR: Duration = Duration::from_secs(10);
 const WORKERS: usize = 12;
-
-fn database_url() -> String {
-    std::env::var("PER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn unique_cluster(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("test-archive-{test}-{}-{nanos}", std::process::id())
-}
 
 /// A node with a key, both remote targets, 1 MiB segments (several rotations under load) and a
 /// snapshot every 1,000 transactions.
@@ -72,20 +60,6 @@ fn archive_node(cluster: &str, s3: &S3Server) -> Node {
         key.display().to_string(),
     ));
     node
-}
-
-fn verb_env(node: &Node) -> Vec<(String, String)> {
-    let mut env = node.options.env.clone();
-    env.push((
-        "PER_CLUSTER".to_owned(),
-        node.options.cluster.clone().expect("cluster"),
-    ));
-    env
-}
-
-fn per_env(cwd: &Path, args: &[&str], env: &[(String, String)]) -> CliOut {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    per_in(cwd, args, &env)
 }
 
 /// Runs the workers for [`LOAD_FOR`], sampling (time, the node's durable seq from `/v1/pool`)
@@ -141,14 +115,14 @@ fn restore(node: &Node, source: &str, extra: &[&str], code: i32) -> CliOut {
         "--json",
     ];
     args.extend_from_slice(extra);
-    per_env(node.tmp(), &args, &verb_env(node)).expect_code(code, &format!("{args:?}"))
+    per_env(node.tmp(), &args, &node.verb_env()).expect_code(code, &format!("{args:?}"))
 }
 
 /// After a kill -9 and the loss of the data dir, both targets alone hold every transaction
 /// acknowledged more than the archiving delay before the kill.
 #[test]
 fn kill9_then_disk_loss_loses_at_most_the_archive_delay() {
-    let cluster = unique_cluster("kill9");
+    let cluster = unique_cluster("archive-kill9");
     let tmp = tempfile::tempdir().expect("tmp");
     let s3 = S3Server::start(tmp.path());
     s3.create_bucket(BUCKET);
@@ -212,7 +186,7 @@ fn kill9_then_disk_loss_loses_at_most_the_archive_delay() {
 /// makes a restore past it fail, named.
 #[test]
 fn sigterm_leaves_every_target_complete_and_pitr_gives_reported_roots() {
-    let cluster = unique_cluster("sigterm");
+    let cluster = unique_cluster("archive-sigterm");
     let tmp = tempfile::tempdir().expect("tmp");
     let s3 = S3Server::start(tmp.path());
     s3.create_bucket(BUCKET);
@@ -245,7 +219,7 @@ fn sigterm_leaves_every_target_complete_and_pitr_gives_reported_roots() {
         "{}",
         node.log()
     );
-    let venv = verb_env(&node);
+    let venv = node.verb_env();
     let verify = per_env(
         node.tmp(),
         &["verify-backups", "--target", "s3", "--json"],

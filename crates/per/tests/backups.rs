@@ -18,9 +18,9 @@ mod common;
 #[path = "common/s3.rs"]
 mod s3;
 
-use cli::{CliOut, per_in};
+use cli::per_env;
 use common::snap::write_config;
-use common::{Api, Node};
+use common::{Api, Node, database_url, unique_cluster};
 use per::client::Wallet;
 use rand::Rng;
 use rand::SeedableRng;
@@ -34,18 +34,6 @@ use std::time::{Duration, Instant};
 const BUCKET: &str = "per-backups";
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn database_url() -> String {
-    std::env::var("PER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn unique_cluster(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("test-backup-{test}-{}-{nanos}", std::process::id())
-}
 
 /// A node of `cluster` with a key, small segments, a snapshot every 10 transactions, and the
 /// given remote targets; `backup_lag_max_secs` short so a failing target degrades quickly.
@@ -66,21 +54,6 @@ fn backup_node(cluster: &str, env: Vec<(String, String)>) -> Node {
         key.display().to_string(),
     ));
     node
-}
-
-/// The verb environment matching a node's (key, cluster, targets).
-fn verb_env(node: &Node) -> Vec<(String, String)> {
-    let mut env = node.options.env.clone();
-    env.push((
-        "PER_CLUSTER".to_owned(),
-        node.options.cluster.clone().expect("cluster"),
-    ));
-    env
-}
-
-fn per_env(cwd: &Path, args: &[&str], env: &[(String, String)]) -> CliOut {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    per_in(cwd, args, &env)
 }
 
 fn health(api: &Api) -> Value {
@@ -231,7 +204,7 @@ fn restore_and_check(
 /// object in each target is found and named by `verify-backups`.
 #[test]
 fn complete_disaster_restores_from_s3_and_from_postgres() {
-    let cluster = unique_cluster("disaster");
+    let cluster = unique_cluster("backup-disaster");
     let tmp = tempfile::tempdir().expect("tmp");
     let s3 = S3Server::start(tmp.path());
     s3.create_bucket(BUCKET);
@@ -270,7 +243,7 @@ fn complete_disaster_restores_from_s3_and_from_postgres() {
     assert_eq!(status.code(), Some(0), "{}", node.log());
     let local_snapshot_seq = newest_local_snapshot_seq(&node.data_dir);
 
-    let venv = verb_env(&node);
+    let venv = node.verb_env();
     let data_dir = node.data_dir.display().to_string();
     let verify = per_env(
         node.tmp(),
@@ -406,7 +379,7 @@ fn complete_disaster_restores_from_s3_and_from_postgres() {
 /// replaced bucket would be): everything is uploaded again and `/health` is healthy.
 #[test]
 fn s3_outage_degrades_health_and_catches_up() {
-    let cluster = unique_cluster("outage");
+    let cluster = unique_cluster("backup-outage");
     let tmp = tempfile::tempdir().expect("tmp");
     let mut s3 = S3Server::start(tmp.path());
     s3.create_bucket(BUCKET);
@@ -447,7 +420,7 @@ fn s3_outage_degrades_health_and_catches_up() {
     // Still acknowledging while degraded.
     deposit_roots(&api, &mut wallet, 5);
     // The verb says the target is unreachable: exit 3 (CONTRACT.md), not a problem found (1).
-    let venv = verb_env(&node);
+    let venv = node.verb_env();
     let down = per_env(
         node.tmp(),
         &["verify-backups", "--target", "s3", "--json"],

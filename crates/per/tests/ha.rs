@@ -10,7 +10,7 @@
 mod common;
 
 use common::driver::{Driver, acked_of};
-use common::{Api, Kind, Node};
+use common::{Api, Kind, Node, database_url, unique_cluster};
 use per::client::{OwnedNote, Wallet};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -29,11 +29,6 @@ fn ttl_secs() -> u64 {
 /// Bound on a takeover (kill → first acknowledged write on the standby).
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn database_url() -> String {
-    std::env::var("PER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 fn seed() -> u64 {
     match std::env::var("PER_TEST_SEED") {
         Ok(text) => text.parse().expect("PER_TEST_SEED must be a u64"),
@@ -41,14 +36,6 @@ fn seed() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
     }
-}
-
-/// A cluster name no other test (or earlier run) uses.
-fn unique_cluster(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("test-{test}-{}-{nanos}", std::process::id())
 }
 
 /// An HA node of `cluster` (not started).

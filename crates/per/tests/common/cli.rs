@@ -89,6 +89,12 @@ pub fn per_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOut {
     CliOut::of(command.output().expect("run per"))
 }
 
+/// [`per_in`] with an owned environment (as [`crate::common::Node::verb_env`] returns it).
+pub fn per_env(cwd: &Path, args: &[&str], env: &[(String, String)]) -> CliOut {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    per_in(cwd, args, &env)
+}
+
 /// Runs `per args…` in `cwd` with no extra environment.
 pub fn per(cwd: &Path, args: &[&str]) -> CliOut {
     per_in(cwd, args, &[])

@@ -369,6 +369,20 @@ pub struct ServeOptions {
     pub wrapper: Vec<String>,
 }
 
+/// `PER_TEST_DATABASE_URL` (default the local test database).
+pub fn database_url() -> String {
+    std::env::var("PER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A cluster name no other test (or earlier run) uses: its own Postgres rows, S3 prefix, lease.
+pub fn unique_cluster(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("test-{test}-{}-{nanos}", std::process::id())
+}
+
 /// One node under test: a temp dir holding its data dir and logs, and its process.
 pub struct Node {
     tmp: TempDir,
@@ -389,6 +403,16 @@ impl Default for Node {
 }
 
 impl Node {
+    /// The environment of a verb run against this node's data dir and targets: the node's own
+    /// (key, targets) plus its cluster.
+    pub fn verb_env(&self) -> Vec<(String, String)> {
+        let mut env = self.options.env.clone();
+        if let Some(cluster) = &self.options.cluster {
+            env.push(("PER_CLUSTER".to_owned(), cluster.clone()));
+        }
+        env
+    }
+
     /// A node with an empty data dir and no process yet.
     pub fn new() -> Node {
         let tmp = tempfile::Builder::new()

@@ -7,6 +7,7 @@
 pub mod proxy_drill;
 
 use crate::common::{Api, Node};
+pub use crate::common::{database_url, unique_cluster};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -16,20 +17,6 @@ pub fn ttl_secs() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2)
-}
-
-/// `PER_TEST_DATABASE_URL` (default the local test database).
-pub fn database_url() -> String {
-    std::env::var("PER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A cluster name no other test (or earlier run) uses.
-pub fn unique_cluster(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("test-{test}-{}-{nanos}", std::process::id())
 }
 
 /// An HA node of `cluster` (not started), with extra environment.
