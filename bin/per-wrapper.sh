@@ -33,3 +33,20 @@ per_node_url() {
       ;;
   esac
 }
+
+# per_exec_mapping_targets VERB ARGS...: runs `per VERB ARGS...` with every `--target NAME` (or
+# `--target=NAME`) mapped by per_node_url.
+per_exec_mapping_targets() {
+  verb=$1; shift
+  n=$#
+  while [ "$n" -gt 0 ]; do
+    arg=$1; shift; n=$((n - 1))
+    case $arg in
+      --target) [ "$n" -gt 0 ] || { echo "$(basename -- "$0"): --target needs a value" >&2; exit 2; }
+                set -- "$@" --target "$(per_node_url "$1")"; shift; n=$((n - 1)) ;;
+      --target=*) set -- "$@" --target "$(per_node_url "${arg#--target=}")" ;;
+      *) set -- "$@" "$arg" ;;
+    esac
+  done
+  exec "$PER" "$verb" "$@"
+}

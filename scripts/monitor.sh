@@ -5,14 +5,4 @@
 # http://NAME:8080; URLs and host:port pass unchanged.
 set -eu
 . "$(dirname -- "$0")/../bin/per-wrapper.sh"
-n=$#
-while [ "$n" -gt 0 ]; do
-  arg=$1; shift; n=$((n - 1))
-  case $arg in
-    --target) [ "$n" -gt 0 ] || { echo "monitor.sh: --target needs a value" >&2; exit 2; }
-              set -- "$@" --target "$(per_node_url "$1")"; shift; n=$((n - 1)) ;;
-    --target=*) set -- "$@" --target "$(per_node_url "${arg#--target=}")" ;;
-    *) set -- "$@" "$arg" ;;
-  esac
-done
-exec "$PER" monitor "$@"
+per_exec_mapping_targets monitor "$@"

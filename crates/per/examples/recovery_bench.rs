@@ -14,24 +14,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod synthetic;
+
 use per::node::{self, RecoverySource};
 use per_core::{Field, LeafWrite, State, StateLimits, TxEffects, TxKind, WalRecord};
 use per_store::snapshot::{self, SnapshotKind};
 use per_store::{Wal, WalOptions};
-use sha2::{Digest, Sha256};
 use std::time::Instant;
-
-fn digest(tag: &str, i: u64) -> [u8; 32] {
-    Sha256::digest(format!("{tag}-{i}").as_bytes()).into()
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
 
 fn arg_path(name: &str) -> Option<std::path::PathBuf> {
     let args: Vec<String> = std::env::args().collect();
@@ -82,7 +71,7 @@ fn write_behind(wal: &mut Wal, count: u64, group: u64) {
         for _ in 0..group.min(count - seq) {
             seq += 1;
             let effects = TxEffects {
-                digest: digest("old", seq),
+                digest: synthetic::digest("old", seq),
                 kind: TxKind::Transfer,
                 nullifier: Some(Field::from_u64(5_000_000_000_000 + seq)),
                 spent_leaf: Some(seq % 1_000_000),
@@ -129,10 +118,10 @@ fn main() {
         recover_only(&dir);
         return;
     }
-    let leaves = arg("--leaves", 1_000_000);
-    let wal_before = arg("--wal-before", 0);
-    let wal_records = arg("--wal-records", 100_000);
-    let group = arg("--group", 100).max(1);
+    let leaves = synthetic::arg("--leaves", 1_000_000);
+    let wal_before = synthetic::arg("--wal-before", 0);
+    let wal_records = synthetic::arg("--wal-records", 100_000);
+    let group = synthetic::arg("--group", 100).max(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let keep = arg_path("--keep");
     let data = keep.as_deref().unwrap_or(dir.path());
@@ -140,24 +129,7 @@ fn main() {
 
     // 1. A state of `leaves` deposits (applied as logged effects: no note hashing needed).
     let started = Instant::now();
-    let mut state = State::new(limits);
-    for i in 0..leaves {
-        let effects = TxEffects {
-            digest: digest("deposit", i),
-            kind: TxKind::Deposit,
-            nullifier: None,
-            spent_leaf: None,
-            outputs: vec![LeafWrite {
-                index: i,
-                value: Field::from_u64(i + 1),
-            }],
-            amount: 100,
-            recipient: None,
-            deposit_ref: Some(digest("ref", i)),
-        };
-        state.apply_effects(i + 1, &effects).expect("fresh deposit");
-    }
-    state.seal_group();
+    let mut state = synthetic::state_of_deposits(leaves, limits);
     if wal_before > 0 {
         // The snapshot sits after the retained WAL: move the state's seq past it.
         let mut image = state.to_image(0);
@@ -209,26 +181,7 @@ fn main() {
         let mut frames = Vec::new();
         for _ in 0..group.min(wal_records - written) {
             let i = written;
-            let spent = (i * 7919) % leaves.max(1);
-            let effects = TxEffects {
-                digest: digest("transfer", i),
-                kind: TxKind::Transfer,
-                nullifier: Some(Field::from_u64(1_000_000_000_000 + i)),
-                spent_leaf: Some(spent),
-                outputs: vec![
-                    LeafWrite {
-                        index: state.tree().next_index(),
-                        value: Field::from_u64(2_000_000_000_000 + i),
-                    },
-                    LeafWrite {
-                        index: spent,
-                        value: Field::from_u64(3_000_000_000_000 + i),
-                    },
-                ],
-                amount: 0,
-                recipient: None,
-                deposit_ref: None,
-            };
+            let effects = synthetic::transfer_effects(&state, i, leaves);
             let seq = state.seq() + 1;
             state
                 .apply_effects(seq, &effects)

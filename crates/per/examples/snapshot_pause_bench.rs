@@ -9,22 +9,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod synthetic;
+
 use per::node::snapshotter::{self, SnapshotPolicy};
-use per_core::{Field, LeafWrite, State, StateLimits, TxEffects, TxKind};
-use sha2::{Digest, Sha256};
+use per_core::StateLimits;
 use std::time::{Duration, Instant};
-
-fn digest(tag: &str, i: u64) -> [u8; 32] {
-    Sha256::digest(format!("{tag}-{i}").as_bytes()).into()
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -32,28 +21,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let leaves = arg("--leaves", 1_000_000);
-    let groups = arg("--groups", 200);
+    let leaves = synthetic::arg("--leaves", 1_000_000);
+    let groups = synthetic::arg("--groups", 200);
     let dir = tempfile::tempdir().expect("tempdir");
     let limits = StateLimits::default();
-    let mut state = State::new(limits);
-    for i in 0..leaves {
-        let effects = TxEffects {
-            digest: digest("deposit", i),
-            kind: TxKind::Deposit,
-            nullifier: None,
-            spent_leaf: None,
-            outputs: vec![LeafWrite {
-                index: i,
-                value: Field::from_u64(i + 1),
-            }],
-            amount: 100,
-            recipient: None,
-            deposit_ref: Some(digest("ref", i)),
-        };
-        state.apply_effects(i + 1, &effects).expect("fresh deposit");
-    }
-    state.seal_group();
+    let mut state = synthetic::state_of_deposits(leaves, limits);
 
     // The old pause: a clone of the whole state on the sequencer thread, three times.
     let clone_secs: Vec<f64> = (0..3)
@@ -95,26 +67,7 @@ fn main() {
         let mut records = Vec::new();
         for t in 0..100u64 {
             let i = g * 100 + t;
-            let spent = (i * 7919) % leaves.max(1);
-            let effects = TxEffects {
-                digest: digest("transfer", i),
-                kind: TxKind::Transfer,
-                nullifier: Some(Field::from_u64(1_000_000_000_000 + i)),
-                spent_leaf: Some(spent),
-                outputs: vec![
-                    LeafWrite {
-                        index: state.tree().next_index(),
-                        value: Field::from_u64(2_000_000_000_000 + i),
-                    },
-                    LeafWrite {
-                        index: spent,
-                        value: Field::from_u64(3_000_000_000_000 + i),
-                    },
-                ],
-                amount: 0,
-                recipient: None,
-                deposit_ref: None,
-            };
+            let effects = synthetic::transfer_effects(&state, i, leaves);
             let seq = state.seq() + 1;
             state.apply_effects(seq, &effects).expect("transfer");
             records.push((seq, effects));

@@ -63,7 +63,7 @@ pub fn write_snapshot(
     body: &[u8],
     key: Option<&EncryptionKey>,
 ) -> Result<SnapshotFile, SnapshotError> {
-    write_snapshot_until(
+    write_snapshot_with(
         &RealStorage,
         dir,
         kind,
@@ -73,7 +73,6 @@ pub fn write_snapshot(
         created_ms,
         body,
         key,
-        None,
     )
 }
 
