@@ -1,22 +1,6 @@
-//! `per`: the executor of NoirWire's Private Ephemeral Rollup, as a library the `per` binary (and
-//! the process-level tests) use.
-//!
-//! Principal pieces: [`cli`] (one file per verb), [`api`] (one file per endpoint group),
-//! [`sequencer`] (the write path: group commit, ack ⇒ durable), [`node`] (recovery and the shared
-//! context), [`client`] (a wallet and HTTP client for loadgen, tests and tools), [`config`],
-//! [`metrics`] and [`tokens`]. The state machine lives in `per-core`, storage in `per-store`.
+//! `per`: the operator's command line, as a library the `per` binary (and the process-level tests)
+//! use. One file per verb in [`cli`]: parse flags, call one function of `per-node` (the node) or
+//! `per-ops` (a runbook procedure), map its typed error to an exit code. Nothing below this crate
+//! imports it.
 
-pub mod alert;
-pub mod api;
-pub mod attestation;
-pub mod backup;
 pub mod cli;
-pub mod client;
-pub mod config;
-pub mod ha;
-pub mod logging;
-pub mod metrics;
-pub mod node;
-pub mod sequencer;
-pub mod settlement;
-pub mod tokens;

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Api, DEPOSIT_TOKEN, Node, RECIPIENT, Resp, ServeOptions, field_of};
-use per::client::{OwnedNote, Wallet};
+use per_wire::client::{OwnedNote, Wallet};
 use per_core::{Field, empty_root};
 use rand::rngs::StdRng;
 use serde_json::{Value, json};

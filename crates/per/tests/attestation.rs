@@ -10,8 +10,8 @@
 mod common;
 
 use common::{ADMIN_TOKEN, Api, Node, per_bin};
-use per::attestation::fake_quote;
-use per::client::Wallet;
+use per_node::attestation::fake_quote;
+use per_wire::client::Wallet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;

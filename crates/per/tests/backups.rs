@@ -21,7 +21,7 @@ mod s3;
 use cli::per_env;
 use common::snap::write_config;
 use common::{Api, Node, database_url, unique_cluster};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{ADMIN_TOKEN, DEPOSIT_TOKEN, Node, per_bin};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;

@@ -11,7 +11,7 @@ mod common;
 
 use common::driver::{Driver, acked_of};
 use common::{Api, Kind, Node, database_url, unique_cluster};
-use per::client::{OwnedNote, Wallet};
+use per_wire::client::{OwnedNote, Wallet};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;

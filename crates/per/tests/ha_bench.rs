@@ -22,7 +22,7 @@ mod ha_support;
 
 use common::{DEPOSIT_TOKEN, Node};
 use ha_support::{ha_node, post_until_acked, start_standby, ttl_secs, unique_cluster, wait_for};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

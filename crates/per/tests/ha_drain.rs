@@ -10,7 +10,7 @@ mod cli;
 mod common;
 
 use common::{ADMIN_TOKEN, Node};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

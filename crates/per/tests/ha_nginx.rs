@@ -27,7 +27,7 @@ use ha_support::proxy_drill::{
     assert_exactly_once_and_present, assert_nothing_applied_twice, kill_primary_under_load,
 };
 use ha_support::{ha_node, post_until_acked, start_standby, unique_cluster};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ mod ha_support;
 
 use common::{Node, per_bin};
 use ha_support::{database_url, ha_node, pool, start_standby, unique_cluster, wait_for};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -13,7 +13,7 @@ mod ha_support;
 
 use common::Node;
 use ha_support::{ha_node, start_standby, unique_cluster, wait_for};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -12,7 +12,7 @@ mod ha_support;
 use cli::{CliOut, bash, runbook_block};
 use common::{ADMIN_TOKEN, Node};
 use ha_support::{database_url, ha_node, start_standby, unique_cluster, wait_for};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use std::time::{Duration, Instant};
 
 fn run(line: &str, primary: &Node, standby: &Node, cluster: &str, code: i32) -> CliOut {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{DEPOSIT_TOKEN, Node, free_port, per_bin, wait_exit};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -282,17 +282,17 @@ fn limit_combinations_that_break_invariants_are_usage_errors() {
     }
     // The boundaries themselves are fine.
     let accepted = [
-        per::config::Limits {
+        per_node::config::Limits {
             receipts_max: 11,
             group_records_max: 11,
             ..Default::default()
         },
-        per::config::Limits {
+        per_node::config::Limits {
             record_bytes_max: 8192,
             body_bytes_max: 8192,
             ..Default::default()
         },
-        per::config::Limits {
+        per_node::config::Limits {
             record_bytes_max: 4096,
             body_bytes_max: 1024,
             ..Default::default()
@@ -301,7 +301,7 @@ fn limit_combinations_that_break_invariants_are_usage_errors() {
     for limits in accepted {
         limits.validate().unwrap();
     }
-    assert!(per::config::Limits::record_bytes_needed_for_batch(100) <= 1024 * 1024);
+    assert!(per_node::config::Limits::record_bytes_needed_for_batch(100) <= 1024 * 1024);
 }
 
 /// A connection limit that does not fit under RLIMIT_NOFILE with the reserve is clamped (the

@@ -5,7 +5,7 @@
 mod common;
 
 use common::Node;
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -10,7 +10,7 @@ mod common;
 
 use alert_sinks::{HttpSinks, Recorded, SmtpSink};
 use common::{ADMIN_TOKEN, DEPOSIT_TOKEN, Node, READY_TIMEOUT, per_bin, wait_exit};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use serde_json::Value;
 use std::fs::File;
 use std::path::{Path, PathBuf};

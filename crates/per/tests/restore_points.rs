@@ -15,7 +15,7 @@ use common::snap::{
     SnapFile, assert_receipts, deposits, flip_body_byte, recovered, segment_files,
     skipped_snapshots, snapshot_files, state_of, wait_for_snapshot_at, write_config,
 };
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

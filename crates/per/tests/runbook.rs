@@ -20,7 +20,7 @@ use common::snap::{
     self, deposits, flip_body_byte, run_in, snapshot_files, wait_until, write_config,
 };
 use common::{ADMIN_TOKEN, Kind, Node, field_of};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;

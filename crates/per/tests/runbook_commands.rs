@@ -17,7 +17,7 @@ mod ha_support;
 use cli::{CliOut, bash};
 use common::{ADMIN_TOKEN, Node};
 use ha_support::{database_url, ha_node, start_standby, unique_cluster, wait_for};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -9,7 +9,7 @@ mod ha_support;
 
 use common::localnet::{Localnet, authority};
 use ha_support::{ha_node, start_standby, unique_cluster, wait_for};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use serde_json::{Value, json};
 use std::time::Duration;
 

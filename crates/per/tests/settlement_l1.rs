@@ -16,7 +16,7 @@ mod common;
 use cli::per_in;
 use common::localnet::{EndpointProxy, Localnet, authority};
 use common::{ADMIN_TOKEN, Node};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use std::path::Path;

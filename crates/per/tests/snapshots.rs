@@ -15,7 +15,7 @@ use common::snap::{
     wait_until, write_config,
 };
 use common::{ADMIN_TOKEN, Kind, Node, ServeOptions};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;

@@ -15,7 +15,7 @@ use common::snap::{
     write_config,
 };
 use common::{Kind, Node, ServeOptions, wal_frames};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
@@ -76,7 +76,7 @@ fn load_until(driver: &mut Driver, node: &Node, min_seq: u64) {
     );
 }
 
-fn acked_of_all(deposited: &[(per::client::OwnedNote, Acked)]) -> Vec<Acked> {
+fn acked_of_all(deposited: &[(per_wire::client::OwnedNote, Acked)]) -> Vec<Acked> {
     deposited.iter().map(|(_, a)| a.clone()).collect()
 }
 

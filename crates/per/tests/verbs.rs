@@ -13,7 +13,7 @@ mod common;
 use cli::{CliOut, listing, names, per, per_in};
 use common::snap::{self, assert_receipts, deposits, flip_body_byte, snapshot_files, write_config};
 use common::{Node, wal_frames};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::driver::{Acked, Driver, acked_of};
 use common::{Api, Kind, Node, ServeOptions, wal_frames};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;

@@ -20,7 +20,7 @@
 use crate::cli::Exit;
 use crate::cli::capture_snapshot::locate_node_file;
 use crate::cli::common::{self, DataDirArgs, Node, NodeArgs, path_json};
-use crate::node::recovery;
+use per_node::node::recovery;
 use anyhow::Context;
 use clap::Args;
 use per_store::snapshot;

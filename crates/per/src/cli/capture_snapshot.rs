@@ -15,7 +15,7 @@
 
 use crate::cli::Exit;
 use crate::cli::common::{self, DataDir, DataDirArgs, Node, NodeArgs, Stage, path_json};
-use crate::node::recovery::{self, RootCheck};
+use per_node::node::recovery::{self, RootCheck};
 use anyhow::Context;
 use clap::Args;
 use per_core::StateImage;
@@ -168,7 +168,7 @@ fn offline(data: &DataDir, args: &CaptureSnapshotArgs) -> anyhow::Result<(Value,
         ));
     }
     let root = state.root();
-    let now_ms = crate::node::unix_millis();
+    let now_ms = per_node::node::unix_millis();
     let name = snapshot::snapshot_file_name(seq, SnapshotKind::Full);
     let write = |dir: &Path| {
         let body = state.to_image(now_ms).encode();

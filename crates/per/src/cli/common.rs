@@ -4,10 +4,10 @@
 //! moving replaced files aside, sidecars, the version compatibility table).
 
 use crate::cli::Exit;
-use crate::config::{DEFAULT_CLUSTER, DEFAULT_DATA_DIR, FileConfig, Limits};
-use crate::node::RecoverySource;
-use crate::node::recovery::RecoveryError;
-use crate::tokens::Token;
+use per_node::config::{DEFAULT_CLUSTER, DEFAULT_DATA_DIR, FileConfig, Limits};
+use per_node::node::RecoverySource;
+use per_node::node::recovery::RecoveryError;
+use per_wire::tokens::Token;
 use anyhow::Context;
 use clap::Args;
 use per_core::{StateLimits, WalRecord};
@@ -55,8 +55,8 @@ pub struct BackupArgs {
 
 impl BackupArgs {
     /// Flags and environment over the `--config` file.
-    pub fn settings(&self, data: &DataDir) -> crate::backup::BackupSettings {
-        crate::backup::BackupSettings {
+    pub fn settings(&self, data: &DataDir) -> per_node::backup::BackupSettings {
+        per_node::backup::BackupSettings {
             database_url: self
                 .database_url
                 .clone()
@@ -89,7 +89,7 @@ impl NodeArgs {
     pub fn url_or_default(&self) -> String {
         self.url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_LISTEN))
+            .unwrap_or_else(|| format!("http://{}", per_node::config::DEFAULT_LISTEN))
     }
 }
 
@@ -106,7 +106,7 @@ pub struct DataDir {
     /// `--json`.
     pub json: bool,
     /// Remote backup targets named in the `--config` file (flags and environment win).
-    pub config_backups: crate::backup::BackupSettings,
+    pub config_backups: per_node::backup::BackupSettings,
 }
 
 impl DataDirArgs {
@@ -121,8 +121,8 @@ impl DataDirArgs {
             .encryption_key_file
             .clone()
             .or_else(|| file.encryption_key_file.clone());
-        let key = crate::node::load_key(key_file.as_deref())?;
-        let config_backups = crate::backup::BackupSettings {
+        let key = per_node::node::load_key(key_file.as_deref())?;
+        let config_backups = per_node::backup::BackupSettings {
             database_url: file.database_url.clone(),
             s3_url: file.backup_s3_url.clone(),
             cluster: String::new(),
@@ -169,7 +169,7 @@ impl DataDir {
 
     /// Where recovery reads from (epoch 1, as `per serve`).
     pub fn source(&self) -> RecoverySource {
-        crate::node::recovery_source(
+        per_node::node::recovery_source(
             &self.dir,
             &self.cluster,
             &self.limits,
@@ -302,7 +302,7 @@ pub fn exit_ok(ok: bool) -> std::process::ExitCode {
 
 /// Unix seconds now.
 pub fn unix_secs() -> u64 {
-    crate::node::unix_secs()
+    per_node::node::unix_secs()
 }
 
 /// The exit code a recovery error stands for in a verb: a key problem is configuration (2),
@@ -654,7 +654,7 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Snapshots named on the command line.
 
-/// A snapshot file named by the operator, ready for [`crate::node::recovery::load_chain_exact`].
+/// A snapshot file named by the operator, ready for [`per_node::node::recovery::load_chain_exact`].
 pub struct SnapshotRef {
     /// What the operator named.
     pub given: PathBuf,

@@ -13,7 +13,7 @@
 //!    standby cannot be reached.
 
 use crate::cli::Exit;
-use crate::ha::{self, HaConfig};
+use per_node::ha::{self, HaConfig};
 use clap::Args;
 use serde_json::json;
 use std::process::ExitCode;
@@ -29,7 +29,7 @@ pub struct FailoverArgs {
     #[arg(long, env = "PER_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
     /// Cluster name [default: default].
-    #[arg(long, env = "PER_CLUSTER", default_value = crate::config::DEFAULT_CLUSTER)]
+    #[arg(long, env = "PER_CLUSTER", default_value = per_node::config::DEFAULT_CLUSTER)]
     pub cluster: String,
     /// The standby's base URL (`http://host:port`): checked before, and waited for after.
     #[arg(long)]

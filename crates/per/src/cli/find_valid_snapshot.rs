@@ -11,7 +11,7 @@
 //! "error"?}]}`. Exit 0 when a valid restore point was found, 1 when none.
 
 use crate::cli::common::{self, Access, DataDirArgs, NodeArgs, path_json};
-use crate::node::recovery;
+use per_node::node::recovery;
 use clap::Args;
 use per_core::TreeCheck;
 use per_store::snapshot;

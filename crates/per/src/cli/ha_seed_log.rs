@@ -14,9 +14,9 @@
 
 use crate::cli::Exit;
 use crate::cli::common::DataDirArgs;
-use crate::ha::log::{fetch_from, log_end, seal_group};
-use crate::ha::pg::{to_i64, to_u64};
-use crate::ha::{self, HaConfig, HaError};
+use per_node::ha::log::{fetch_from, log_end, seal_group};
+use per_node::ha::pg::{to_i64, to_u64};
+use per_node::ha::{self, HaConfig, HaError};
 use clap::Args;
 use serde_json::json;
 use std::process::ExitCode;

@@ -6,7 +6,7 @@
 //! it cannot be reached in time. Prints one line (stdout) saying which.
 
 use crate::cli::Exit;
-use crate::config::DEFAULT_LISTEN;
+use per_node::config::DEFAULT_LISTEN;
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;

@@ -18,8 +18,8 @@
 //! Exit: 1 if any delivery failed; else 3 if a target is unreachable at the end; else 1 if another
 //! condition is still active at the end ("not stable"); else 0. 2 for usage/configuration errors.
 
-use crate::alert::dedup::{Firing, Tracker};
-use crate::alert::{
+use per_ops::alert::dedup::{Firing, Tracker};
+use per_ops::alert::{
     Action, Alert, AnyChannel, Channel, ChannelKind, Channels, RetryPolicy, Severity, deliver,
     error_chain,
 };
@@ -482,7 +482,7 @@ pub fn exec(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         let listen = std::env::var("PER_LISTEN")
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_owned());
+            .unwrap_or_else(|| per_node::config::DEFAULT_LISTEN.to_owned());
         texts.push(listen);
     }
     let mut targets: Vec<Target> = Vec::new();
@@ -632,7 +632,7 @@ pub fn exec(args: MonitorArgs) -> anyhow::Result<ExitCode> {
 /// What a run ended with.
 struct RunOutcome {
     stats: Arc<Stats>,
-    active: Vec<crate::alert::dedup::Active>,
+    active: Vec<per_ops::alert::dedup::Active>,
     stopped_by: &'static str,
 }
 

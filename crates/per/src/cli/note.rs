@@ -2,7 +2,7 @@
 //! nullifier as JSON, so the API can be driven with curl and jq. This is a *client* tool: its output
 //! holds secrets; the node never runs it and never logs such values.
 
-use crate::client::Wallet;
+use per_wire::client::Wallet;
 use clap::Args;
 use serde_json::json;
 use std::process::ExitCode;

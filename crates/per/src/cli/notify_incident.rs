@@ -5,7 +5,7 @@
 //! Severities: `P1|P2|P3` or the runbook's `CRITICAL|WARNING|INFO`. Exit 1 if any delivery failed,
 //! 2 if no channel of that severity is configured (the message names the variables to set).
 
-use crate::alert::{Action, Alert, Channel, Channels, Delivery, RetryPolicy, Severity, deliver};
+use per_ops::alert::{Action, Alert, Channel, Channels, Delivery, RetryPolicy, Severity, deliver};
 use crate::cli::Exit;
 use anyhow::Context;
 use clap::Args;
@@ -53,7 +53,7 @@ pub fn exec(args: NotifyIncidentArgs) -> anyhow::Result<ExitCode> {
     let channels = Channels::from_env().map_err(|e| Exit::usage(e.to_string()))?;
     let severity = args.severity;
     let missing = channels.missing_for(severity);
-    let on: Vec<Arc<crate::alert::AnyChannel>> = channels
+    let on: Vec<Arc<per_ops::alert::AnyChannel>> = channels
         .on
         .into_iter()
         .filter(|c| severity.channels().contains(&c.kind()))
@@ -120,7 +120,7 @@ pub fn exec(args: NotifyIncidentArgs) -> anyhow::Result<ExitCode> {
                 Err(error) => Delivery {
                     channel: channel.kind(),
                     attempts: 0,
-                    result: Err(crate::alert::DeliveryError::permanent(format!(
+                    result: Err(per_ops::alert::DeliveryError::permanent(format!(
                         "delivery task failed: {error}"
                     ))),
                 },

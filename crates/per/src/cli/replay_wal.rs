@@ -22,7 +22,7 @@
 
 use crate::cli::Exit;
 use crate::cli::common::{self, Access, DataDir, DataDirArgs, NodeArgs, Replaced, path_json};
-use crate::node::recovery::{self, RecoveryError, RootCheck};
+use per_node::node::recovery::{self, RecoveryError, RootCheck};
 use clap::Args;
 use per_core::{Field, State, TreeCheck, WalRecord};
 use per_store::FramePos;

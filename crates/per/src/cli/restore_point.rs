@@ -158,7 +158,7 @@ fn truncate_at(dir: &Path, segment: &Path, first_seq: u64, end: u64) -> Result<(
             .and_then(|mut d| d.read_to_end(&mut bytes))
             .map_err(|e| err("cannot decompress", segment, e))?;
         bytes.truncate(end as usize);
-        crate::backup::remote::write_file(&plain, &bytes)?;
+        per_node::backup::remote::write_file(&plain, &bytes)?;
         std::fs::remove_file(segment).map_err(|e| err("cannot remove", segment, e))?;
     } else {
         let file = std::fs::OpenOptions::new()

@@ -46,12 +46,12 @@
 //! replaced_files, imported, lost_transactions, lost_count, lost_seq_range, lost_report_complete,
 //! wal_damage?, version_check?, recovered?: {seq, root}, error?}`.
 
-use crate::backup::remote::{Catalogue, FetchError};
+use per_node::backup::remote::{Catalogue, FetchError};
 use crate::cli::Exit;
 use crate::cli::common::{
     self, BackupArgs, DataDir, DataDirArgs, Format, Replaced, SnapshotRef, Version, path_json,
 };
-use crate::node::recovery::{self, LoadedSnapshot, RootCheck};
+use per_node::node::recovery::{self, LoadedSnapshot, RootCheck};
 use clap::{Args, ValueEnum};
 use per_core::TreeCheck;
 use per_store::ObjectName;
@@ -644,7 +644,7 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
                 continue;
             }
             common::progress(format!("downloading {object}"));
-            match crate::backup::remote::fetch_checked(target.as_mut(), object, stage.path()) {
+            match per_node::backup::remote::fetch_checked(target.as_mut(), object, stage.path()) {
                 Ok(bytes) => {
                     downloaded_objects += 2;
                     downloaded_bytes += bytes;
@@ -707,7 +707,7 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
                     .iter()
                     .map(|(name, e)| format!(
                         "{source}:{name}: {}",
-                        crate::backup::remote::name_objects(e, stage.path(), source)
+                        per_node::backup::remote::name_objects(e, stage.path(), source)
                     ))
                     .chain(problems.iter().cloned())
                     .collect::<Vec<_>>()
@@ -722,7 +722,7 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
     for (name, error) in &errors {
         warnings.push(format!(
             "{source}:{name}: not a valid restore point, skipped: {}",
-            crate::backup::remote::name_objects(error, stage.path(), source)
+            per_node::backup::remote::name_objects(error, stage.path(), source)
         ));
     }
     let seq = loaded.tip.0;
@@ -787,7 +787,7 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
             for first in all_firsts.range(start..) {
                 if let Some(object) = segments.get(first) {
                     common::progress(format!("downloading {object}"));
-                    match crate::backup::remote::fetch_checked(
+                    match per_node::backup::remote::fetch_checked(
                         target.as_mut(),
                         object,
                         stage.path(),
@@ -821,13 +821,13 @@ fn exec_remote(args: &RestoreSnapshotArgs, source: &'static str) -> anyhow::Resu
                     continue;
                 };
                 common::progress(format!("assembling live WAL segment {first:020}"));
-                match crate::backup::remote::assemble_live_segment(target.as_mut(), by_generation)
+                match per_node::backup::remote::assemble_live_segment(target.as_mut(), by_generation)
                 {
                     Ok(assembled) => {
                         downloaded_objects += assembled.parts as u64;
                         downloaded_bytes += assembled.downloaded_bytes;
                         let name = format!("wal/{}", per_store::wal::segment_file_name(*first));
-                        crate::backup::remote::write_file(
+                        per_node::backup::remote::write_file(
                             &stage.path().join(&name),
                             &assembled.bytes,
                         )

@@ -7,20 +7,20 @@
 //! HA (`DEPLOYMENT_MODE=primary|standby`, `PER_DATABASE_URL`): after the schema migration and the
 //! reconciliation of the local WAL with the shared log (the log wins), the node recovers as usual
 //! and starts as a standby following the shared log; it takes the lease when it is free or expired
-//! and becomes the primary (see [`crate::ha`]). A node that loses the lease exits 1: run it under a
+//! and becomes the primary (see [`per_node::ha`]). A node that loses the lease exits 1: run it under a
 //! supervisor that restarts it (it comes back as a standby).
 
-use crate::api::{self, AppState};
+use per_node::api::{self, AppState};
 use crate::cli::Exit;
-use crate::config::{
+use per_node::config::{
     DEFAULT_CLUSTER, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_INTERVAL_SECS,
     DeploymentMode, FileConfig, LogFormat,
 };
-use crate::ha::{self, HaConfig};
-use crate::node::snapshotter::{self, SnapshotPolicy};
-use crate::node::{self, Shared, SharedConfig};
-use crate::sequencer::{self, HEARTBEAT_INTERVAL, SequencerLimits};
-use crate::tokens::Token;
+use per_node::ha::{self, HaConfig};
+use per_node::node::snapshotter::{self, SnapshotPolicy};
+use per_node::node::{self, Shared, SharedConfig};
+use per_node::sequencer::{self, HEARTBEAT_INTERVAL, SequencerLimits};
+use per_wire::tokens::Token;
 use anyhow::Context;
 use clap::Args;
 use std::fs::File;
@@ -84,10 +84,10 @@ pub struct ServeArgs {
     pub encryption_key_file: Option<PathBuf>,
     /// TEE attestation (PER_ATTESTATION_PROVIDER, PER_ATTESTATION_REQUIRED, …).
     #[command(flatten)]
-    pub attestation: crate::attestation::AttestationArgs,
+    pub attestation: per_node::attestation::AttestationArgs,
     /// Batching and settlement to L1 (PER_L1_RPC_URLS, PER_BATCH_TXS_MAX, …).
     #[command(flatten)]
-    pub settlement: crate::settlement::SettlementArgs,
+    pub settlement: per_node::settlement::SettlementArgs,
     /// Remote backup target S3/R2: s3://bucket/prefix; endpoint and credentials from the standard
     /// AWS_* variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
     /// AWS_ALLOW_HTTP). Postgres is a backup target whenever PER_DATABASE_URL is set.
@@ -115,8 +115,8 @@ struct ServeConfig {
     log: Option<String>,
     log_format: LogFormat,
     ha: Option<HaConfig>,
-    settlement: crate::settlement::SettlementConfig,
-    backups: crate::backup::BackupSettings,
+    settlement: per_node::settlement::SettlementConfig,
+    backups: per_node::backup::BackupSettings,
     backup_lag_max_secs: u64,
 }
 
@@ -128,7 +128,7 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let default_listen: SocketAddr = DEFAULT_LISTEN
         .parse()
         .map_err(|_| Exit::usage("bad built-in listen address"))?;
-    let settlement = crate::settlement::SettlementConfig::from_args(&args.settlement)
+    let settlement = per_node::settlement::SettlementConfig::from_args(&args.settlement)
         .map_err(|e| Exit::usage(e.to_string()))?;
     let config = ServeConfig {
         data_dir: args
@@ -160,7 +160,7 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             .clone()
             .or_else(|| file.encryption_key_file.clone()),
         ha: None,
-        backups: crate::backup::BackupSettings {
+        backups: per_node::backup::BackupSettings {
             database_url: args
                 .database_url
                 .clone()
@@ -180,7 +180,7 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if config.backup_lag_max_secs == 0 {
         return Err(Exit::usage("PER_BACKUP_LAG_MAX_SECS must be > 0"));
     }
-    let record_bytes_needed = crate::config::Limits::record_bytes_needed_for_batch(u64::from(
+    let record_bytes_needed = per_node::config::Limits::record_bytes_needed_for_batch(u64::from(
         config.settlement.batch_txs_max,
     ));
     if u64::from(config.file.limits.record_bytes_max) < record_bytes_needed {
@@ -263,7 +263,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| Exit::usage(format!("PER_REDIS_URL: {e}")))?,
         ),
     };
-    crate::logging::init(config.log.as_deref(), config.log_format);
+    per_node::logging::init(config.log.as_deref(), config.log_format);
     // Connections must never take the descriptors the WAL writer needs to rotate.
     let connections_max = api::front_door::fd_budget(
         config.file.limits.connections_max,
@@ -337,7 +337,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         per_l1::load_keypair(keypair_file)
             .map_err(|e| Exit::usage(format!("PER_L1_KEYPAIR_FILE: {e}")))?;
     }
-    let key = crate::node::load_key(config.encryption_key_file.as_deref())?;
+    let key = per_node::node::load_key(config.encryption_key_file.as_deref())?;
     match &key {
         Some(key) => tracing::info!(key_id = %key.key_id_hex(), "encryption at rest enabled"),
         None => tracing::warn!("encryption at rest disabled (no PER_ENCRYPTION_KEY_FILE)"),
@@ -352,7 +352,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The live-WAL archiver reads sealed frames to find group ends.
     let archive_key = key.clone();
     let state_limits = limits.state_limits();
-    let source = crate::node::recovery_source(
+    let source = per_node::node::recovery_source(
         &config.data_dir,
         &config.cluster,
         limits,
@@ -459,7 +459,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Vec::new()
     } else {
         let mut threads =
-            crate::backup::uploader::spawn(shared.clone(), config.data_dir.clone(), backup_targets)
+            per_node::backup::uploader::spawn(shared.clone(), config.data_dir.clone(), backup_targets)
                 .context("cannot start the backup threads")?;
         // Live-WAL archiving: a second connection per target, so a slow snapshot upload never
         // delays the WAL tail.
@@ -469,7 +469,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .map(|name| config.backups.open(name))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let archive = crate::backup::archiver::ArchiveConfig {
+        let archive = per_node::backup::archiver::ArchiveConfig {
             wal_dir: config.data_dir.join("wal"),
             key: archive_key,
             record_bytes_max: limits.record_bytes_max,
@@ -479,21 +479,21 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map_or_else(ha::host_name, |h| h.node_id.clone()),
         };
         threads.extend(
-            crate::backup::archiver::spawn(shared.clone(), archive, archive_targets)
+            per_node::backup::archiver::spawn(shared.clone(), archive, archive_targets)
                 .context("cannot start the WAL archiving threads")?,
         );
         threads
     };
     // TEE attestation before serving (a required attestation that is not valid halts writes),
     // then again every PER_ATTESTATION_INTERVAL_SECS on a background task (see `spawn_monitor`).
-    shared.record_attestation(crate::attestation::attest(&args.attestation));
+    shared.record_attestation(per_node::attestation::attest(&args.attestation));
     let sequencer_limits = SequencerLimits {
         queue_max: limits.queue_max,
         group_records_max: limits.group_records_max,
         batch_txs_max: config.settlement.batch_txs_max,
         batch_age_max: config.settlement.batch_age_max,
     };
-    let settlement_status = crate::settlement::status::status_for(&config.settlement);
+    let settlement_status = per_node::settlement::status::status_for(&config.settlement);
     let _ = shared.settlement.set(settlement_status.clone());
     let (sequencer, sequencer_thread) = match &ha_config {
         None => sequencer::spawn(shared.clone(), wal, sequencer_limits, Some(planner), None)
@@ -560,7 +560,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ha::redis::spawn_publisher(shared.clone(), target, config.cluster.clone(), node_id)
         });
         let attestation_task =
-            crate::attestation::spawn_monitor(shared.clone(), args.attestation.clone());
+            per_node::attestation::spawn_monitor(shared.clone(), args.attestation.clone());
         let heartbeat = {
             let sequencer = sequencer.clone();
             let watchdog = crate::cli::systemd::Watchdog::from_env(shared.clone());
@@ -573,7 +573,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             })
         };
-        let settler_task = crate::settlement::settler::spawn(
+        let settler_task = per_node::settlement::settler::spawn(
             &config.settlement,
             shared.clone(),
             sequencer.clone(),

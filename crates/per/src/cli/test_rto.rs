@@ -30,8 +30,8 @@
 
 use crate::cli::Exit;
 use crate::cli::common::{DataDir, DataDirArgs};
-use crate::client::{ApiClient, OwnedNote, Wallet};
-use crate::tokens::Token;
+use per_wire::client::{ApiClient, OwnedNote, Wallet};
+use per_wire::tokens::Token;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rand::Rng;

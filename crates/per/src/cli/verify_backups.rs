@@ -27,9 +27,9 @@
 //! found, 3 when a target could not be reached (and no problem was found), 2 on configuration
 //! errors.
 
-use crate::backup::remote::{self, Catalogue, FetchError};
+use per_node::backup::remote::{self, Catalogue, FetchError};
 use crate::cli::common::{self, Access, BackupArgs, DataDir, DataDirArgs, NodeArgs};
-use crate::node::recovery;
+use per_node::node::recovery;
 use clap::{Args, ValueEnum};
 use per_core::{TreeCheck, WalRecord};
 use per_store::snapshot::{self, SnapshotKind};
@@ -199,7 +199,7 @@ pub fn exec(args: VerifyBackupsArgs) -> anyhow::Result<ExitCode> {
 /// sidecar) and checks that copy like a data dir. `Ok(Err(message))` when unreachable.
 fn verify_remote(
     data: &DataDir,
-    settings: &crate::backup::BackupSettings,
+    settings: &per_node::backup::BackupSettings,
     name: &str,
     check: TreeCheck,
 ) -> anyhow::Result<Result<Report, String>> {
@@ -256,7 +256,7 @@ fn verify_remote(
         key: data.key.clone(),
         limits: data.limits.clone(),
         json: data.json,
-        config_backups: crate::backup::BackupSettings::default(),
+        config_backups: per_node::backup::BackupSettings::default(),
     };
     let report = verify_dir(&staged, check)?;
     problems.extend(

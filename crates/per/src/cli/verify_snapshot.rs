@@ -12,7 +12,7 @@
 //! chain?, error?}]}`. Exit 0 when every file is valid, 1 otherwise.
 
 use crate::cli::common::{self, DataDirArgs, path_json};
-use crate::node::recovery;
+use per_node::node::recovery;
 use clap::Args;
 use per_core::{StateDelta, StateImage, TreeCheck};
 use per_store::snapshot::{self, SnapshotKind, SnapshotMeta};

@@ -15,7 +15,7 @@
 
 use crate::cli::Exit;
 use crate::cli::common::{self, Access, DataDirArgs, NodeArgs, path_json};
-use crate::node::recovery::{self, RootCheck};
+use per_node::node::recovery::{self, RootCheck};
 use clap::Args;
 use per_core::MerkleTree;
 use serde_json::{Value, json};
@@ -31,8 +31,8 @@ pub struct VerifyStateArgs {
     #[arg(long, env = "PER_L1_RPC_URLS", value_delimiter = ',')]
     pub l1_rpc_urls: Vec<String>,
     /// memo | pool (how batches were settled).
-    #[arg(long, env = "PER_SETTLEMENT_MODE", value_enum, default_value_t = crate::settlement::SettlementMode::Memo)]
-    pub settlement_mode: crate::settlement::SettlementMode,
+    #[arg(long, env = "PER_SETTLEMENT_MODE", value_enum, default_value_t = per_node::settlement::SettlementMode::Memo)]
+    pub settlement_mode: per_node::settlement::SettlementMode,
     /// Pool mode: the program id.
     #[arg(long, env = "PER_POOL_PROGRAM_ID")]
     pub pool_program_id: Option<String>,
@@ -208,8 +208,8 @@ pub fn exec(args: VerifyStateArgs) -> anyhow::Result<ExitCode> {
 fn against_l1(
     args: &VerifyStateArgs,
     state: &per_core::State,
-) -> anyhow::Result<crate::settlement::verify::L1Check> {
-    use crate::settlement::verify::{PoolAccounts, VerifyL1Error, check_against_l1};
+) -> anyhow::Result<per_node::settlement::verify::L1Check> {
+    use per_node::settlement::verify::{PoolAccounts, VerifyL1Error, check_against_l1};
     let urls: Vec<String> = args
         .l1_rpc_urls
         .iter()

@@ -9,7 +9,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use super::{Api, Kind, Resp, field_of, receipt_id_of};
-use per::client::{OwnedNote, Wallet};
+use per_wire::client::{OwnedNote, Wallet};
 use per_core::Field;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -1,6 +1,6 @@
 //! Process-level test harness: starts the real `per` binary on a temporary data dir and a free port,
 //! captures its stderr, kills it (SIGKILL / SIGTERM), restarts it on the same data dir, and talks to
-//! it with a blocking HTTP client and `per::client::Wallet`.
+//! it with a blocking HTTP client and `per_wire::client::Wallet`.
 //!
 //! Every wait has a timeout and every loop a bound; every test gets its own temp dir and port.
 
@@ -10,8 +10,8 @@ pub mod driver;
 pub mod localnet;
 pub mod snap;
 
-use per::api::wire::{DepositBody, TransferBody, WithdrawBody};
-use per::client::{OwnedNote, Wallet};
+use per_node::api::wire::{DepositBody, TransferBody, WithdrawBody};
+use per_wire::client::{OwnedNote, Wallet};
 use per_core::{Field, TREE_DEPTH, root_from_proof};
 use reqwest::blocking::Client;
 use serde_json::Value;

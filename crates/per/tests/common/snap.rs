@@ -6,7 +6,7 @@
 
 use super::driver::{Acked, acked_of};
 use super::{Api, Kind};
-use per::client::{OwnedNote, Wallet};
+use per_wire::client::{OwnedNote, Wallet};
 use rand::rngs::StdRng;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 
 use super::{Retried, post_until_acked, ttl_secs, wait_for};
 use crate::common::{Api, DEPOSIT_TOKEN, Node};
-use per::client::Wallet;
+use per_wire::client::Wallet;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

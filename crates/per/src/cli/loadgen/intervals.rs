@@ -3,7 +3,7 @@
 //! when it starts; with `--json` the same objects end up in the report's `intervals` array.
 
 use super::stats::{Interval, Stats, to_ms};
-use crate::client::ApiClient;
+use per_wire::client::ApiClient;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::{Arc, Mutex};

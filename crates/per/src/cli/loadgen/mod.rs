@@ -68,9 +68,9 @@ mod stats;
 mod workload;
 
 use crate::cli::Exit;
-use crate::client::{ApiClient, CallError};
-use crate::config::DEFAULT_DATA_DIR;
-use crate::tokens::Token;
+use per_wire::client::{ApiClient, CallError};
+use per_node::config::DEFAULT_DATA_DIR;
+use per_wire::tokens::Token;
 use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};

@@ -2,9 +2,9 @@
 //! open-loop measured phase that deposits, transfers and withdraws at the scheduled rate.
 
 use super::stats::{self, Stats};
-use crate::api::wire::TxResponse;
+use per_wire::wire::TxResponse;
 use crate::cli::Exit;
-use crate::client::{ApiClient, CallError, OwnedNote, Wallet};
+use per_wire::client::{ApiClient, CallError, OwnedNote, Wallet};
 use per_core::Field;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

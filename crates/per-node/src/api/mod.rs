@@ -10,7 +10,8 @@ pub mod front_door;
 pub mod health;
 pub mod read;
 pub mod tx;
-pub mod wire;
+/// The JSON types live in `per-wire` (clients share them); re-exported so handlers say `api::wire`.
+pub use per_wire::wire;
 
 use crate::node::Shared;
 use crate::sequencer::SequencerHandle;

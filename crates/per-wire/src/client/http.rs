@@ -6,9 +6,9 @@
 //! The deposit token is sent only to `/deposit`, as `Authorization: Bearer <token>`, and is never
 //! part of an error or a `Debug` output.
 
-use crate::api::wire::TxResponse;
+use crate::wire::TxResponse;
 use crate::tokens::Token;
-use axum::body::Bytes;
+use bytes::Bytes;
 use serde_json::Value;
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 
 mod synthetic;
 
-use per::node::snapshotter::{self, SnapshotPolicy};
+use per_node::node::snapshotter::{self, SnapshotPolicy};
 use per_core::StateLimits;
 use std::time::{Duration, Instant};
 

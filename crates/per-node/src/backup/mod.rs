@@ -14,7 +14,7 @@ pub mod archiver;
 pub mod remote;
 pub mod uploader;
 
-use crate::cli::Exit;
+use crate::config_error::ConfigError;
 use crate::ha;
 use per_store::{BackupTarget, PgTarget, S3Target};
 use serde::Serialize;
@@ -62,11 +62,11 @@ impl BackupSettings {
                     .database_url
                     .as_deref()
                     .filter(|u| !u.is_empty())
-                    .ok_or_else(|| Exit::usage("the postgres target needs PER_DATABASE_URL"))?;
+                    .ok_or_else(|| ConfigError::new("the postgres target needs PER_DATABASE_URL"))?;
                 let target = PgTarget::new(url, &self.cluster, |client| {
                     ha::pg::migrate(client, BACKUP_MIGRATION_WAIT_MAX).map_err(|e| e.to_string())
                 })
-                .map_err(|e| Exit::usage(e.to_string()))?;
+                .map_err(|e| ConfigError::new(e.to_string()))?;
                 Ok(Box::new(target))
             }
             "s3" => {
@@ -74,12 +74,12 @@ impl BackupSettings {
                     .s3_url
                     .as_deref()
                     .filter(|u| !u.is_empty())
-                    .ok_or_else(|| Exit::usage("the s3 target needs PER_BACKUP_S3_URL"))?;
+                    .ok_or_else(|| ConfigError::new("the s3 target needs PER_BACKUP_S3_URL"))?;
                 let target =
-                    S3Target::from_url_and_env(url).map_err(|e| Exit::usage(e.to_string()))?;
+                    S3Target::from_url_and_env(url).map_err(|e| ConfigError::new(e.to_string()))?;
                 Ok(Box::new(target))
             }
-            other => Err(Exit::usage(format!(
+            other => Err(ConfigError::new(format!(
                 "unknown backup target {other:?} (local, postgres or s3)"
             ))),
         }

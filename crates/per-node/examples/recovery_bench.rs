@@ -16,7 +16,7 @@
 
 mod synthetic;
 
-use per::node::{self, RecoverySource};
+use per_node::node::{self, RecoverySource};
 use per_core::{Field, LeafWrite, State, StateLimits, TxEffects, TxKind, WalRecord};
 use per_store::snapshot::{self, SnapshotKind};
 use per_store::{Wal, WalOptions};
