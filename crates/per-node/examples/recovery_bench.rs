@@ -16,8 +16,8 @@
 
 mod synthetic;
 
-use per_node::node::{self, RecoverySource};
 use per_core::{Field, LeafWrite, State, StateLimits, TxEffects, TxKind, WalRecord};
+use per_node::node::{self, RecoverySource};
 use per_store::snapshot::{self, SnapshotKind};
 use per_store::{Wal, WalOptions};
 use std::time::Instant;

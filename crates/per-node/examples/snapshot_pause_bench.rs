@@ -11,8 +11,8 @@
 
 mod synthetic;
 
-use per_node::node::snapshotter::{self, SnapshotPolicy};
 use per_core::StateLimits;
+use per_node::node::snapshotter::{self, SnapshotPolicy};
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<f64>) -> f64 {

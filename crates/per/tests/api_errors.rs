@@ -8,8 +8,8 @@
 mod common;
 
 use common::{Api, DEPOSIT_TOKEN, Node, RECIPIENT, Resp, ServeOptions, field_of};
-use per_wire::client::{OwnedNote, Wallet};
 use per_core::{Field, empty_root};
+use per_wire::client::{OwnedNote, Wallet};
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 

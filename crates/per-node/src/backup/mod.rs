@@ -62,7 +62,9 @@ impl BackupSettings {
                     .database_url
                     .as_deref()
                     .filter(|u| !u.is_empty())
-                    .ok_or_else(|| ConfigError::new("the postgres target needs PER_DATABASE_URL"))?;
+                    .ok_or_else(|| {
+                        ConfigError::new("the postgres target needs PER_DATABASE_URL")
+                    })?;
                 let target = PgTarget::new(url, &self.cluster, |client| {
                     ha::pg::migrate(client, BACKUP_MIGRATION_WAIT_MAX).map_err(|e| e.to_string())
                 })

@@ -1,5 +1,6 @@
 //! Assembling a node: recovery from the WAL, the shared context, and the sequencer.
 
+pub mod data_dir_lock;
 pub mod recovery;
 pub mod shared;
 pub mod snapshot_handoff;

@@ -6,8 +6,8 @@
 //! The deposit token is sent only to `/deposit`, as `Authorization: Bearer <token>`, and is never
 //! part of an error or a `Debug` output.
 
-use crate::wire::TxResponse;
 use crate::tokens::Token;
+use crate::wire::TxResponse;
 use bytes::Bytes;
 use serde_json::Value;
 use std::time::Duration;

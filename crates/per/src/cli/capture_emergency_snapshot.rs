@@ -17,12 +17,12 @@
 //!
 //! `--json`: `{dir, files, bytes, online, lock_held, restore_point, manifest, notes, node_error?}`.
 
-use crate::cli::Exit;
 use crate::cli::capture_snapshot::locate_node_file;
 use crate::cli::common::{self, DataDirArgs, Node, NodeArgs, path_json};
-use per_node::node::recovery;
+use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
+use per_node::node::recovery;
 use per_store::snapshot;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -123,7 +123,7 @@ pub fn exec(args: CaptureEmergencySnapshotArgs) -> anyhow::Result<ExitCode> {
         match node.get_json("/health") {
             Ok(value) => health = value,
             Err(error) => {
-                node_error = Some((crate::cli::exit_code_of(&error), format!("{error:#}")));
+                node_error = Some((crate::cli::exit::exit_code_of(&error), format!("{error:#}")));
             }
         }
         if node_error.is_none() {

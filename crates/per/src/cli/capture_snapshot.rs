@@ -13,12 +13,12 @@
 //! `--json`: `{path, seq, kind, bytes, root, online, existing?, output?, output_sidecar?}`.
 //! Exit 0; 2 bad flags or token; 3 node unreachable; 4 LOCK held (use `--url`) or empty state.
 
-use crate::cli::Exit;
 use crate::cli::common::{self, DataDir, DataDirArgs, Node, NodeArgs, Stage, path_json};
-use per_node::node::recovery::{self, RootCheck};
+use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
 use per_core::StateImage;
+use per_node::node::recovery::{self, RootCheck};
 use per_store::snapshot::{self, SnapshotKind};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

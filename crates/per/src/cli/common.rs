@@ -3,16 +3,17 @@
 //! it is a terminal), and the careful file work (staging, reading a damaged WAL up to its damage,
 //! moving replaced files aside, sidecars, the version compatibility table).
 
-use crate::cli::Exit;
-use per_node::config::{DEFAULT_CLUSTER, DEFAULT_DATA_DIR, FileConfig, Limits};
-use per_node::node::RecoverySource;
-use per_node::node::recovery::RecoveryError;
-use per_wire::tokens::Token;
+use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
 use per_core::{StateLimits, WalRecord};
+use per_node::config::{DEFAULT_CLUSTER, DEFAULT_DATA_DIR, FileConfig, Limits};
+use per_node::node::RecoverySource;
+use per_node::node::data_dir_lock::{LockError, lock_data_dir};
+use per_node::node::recovery::RecoveryError;
 use per_store::snapshot::{self, SnapshotError};
 use per_store::{EncryptionKey, FramePos, RecoveredFrame, Recovery, WalError, WalOptions};
+use per_wire::tokens::Token;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::ffi::OsStr;
@@ -209,25 +210,19 @@ impl DataDir {
 
     fn lock_with_hint(&self, hint: &str) -> anyhow::Result<File> {
         self.require_exists()?;
-        crate::cli::serve::lock_data_dir(&self.dir).map_err(|error| {
-            if crate::cli::exit_code_of(&error) == 4 {
-                Exit::refused(format!(
-                    "a node is running on {} (it holds {}): {hint}",
-                    self.dir.display(),
-                    self.dir.join("LOCK").display()
-                ))
-            } else {
-                error
-            }
+        lock_data_dir(&self.dir).map_err(|error| match error {
+            LockError::Held { .. } => Exit::refused(format!(
+                "a node is running on {} (it holds {}): {hint}",
+                self.dir.display(),
+                self.dir.join("LOCK").display()
+            )),
+            LockError::Io { .. } => anyhow::Error::new(error),
         })
     }
 
     /// Whether a node holds the `LOCK` right now (a probe: the lock is released at once).
     pub fn lock_held(&self) -> bool {
-        match crate::cli::serve::lock_data_dir(&self.dir) {
-            Ok(_) => false,
-            Err(error) => crate::cli::exit_code_of(&error) == 4,
-        }
+        matches!(lock_data_dir(&self.dir), Err(LockError::Held { .. }))
     }
 
     /// Prints `value` (with `--json`) or `human`.

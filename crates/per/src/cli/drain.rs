@@ -6,8 +6,8 @@
 //! 1 if writes are still in flight after `--timeout-secs`, 2 bad token, 3 node unreachable.
 //! `per drain --resume` (`POST /admin/resume`) takes writes again.
 
-use crate::cli::Exit;
 use crate::cli::common::{Node, NodeArgs, emit};
+use crate::cli::exit::Exit;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;

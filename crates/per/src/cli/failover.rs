@@ -12,9 +12,9 @@
 //!    standby's `/readyz` answers 200. Exit 1 if that does not happen in time, 3 if Postgres or the
 //!    standby cannot be reached.
 
-use crate::cli::Exit;
-use per_node::ha::{self, HaConfig};
+use crate::cli::exit::Exit;
 use clap::Args;
+use per_node::ha::{self, HaConfig};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

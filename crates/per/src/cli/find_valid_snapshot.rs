@@ -11,9 +11,9 @@
 //! "error"?}]}`. Exit 0 when a valid restore point was found, 1 when none.
 
 use crate::cli::common::{self, Access, DataDirArgs, NodeArgs, path_json};
-use per_node::node::recovery;
 use clap::Args;
 use per_core::TreeCheck;
+use per_node::node::recovery;
 use per_store::snapshot;
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -40,7 +40,7 @@ pub fn exec(args: FindValidSnapshotArgs) -> anyhow::Result<ExitCode> {
     common::require_key_for_data_dir(&data)?;
     let dir = data.snapshots_dir();
     let listed = snapshot::list_snapshots(&dir)
-        .map_err(|e| crate::cli::Exit::problem(format!("cannot list snapshots: {e}")))?;
+        .map_err(|e| crate::cli::exit::Exit::problem(format!("cannot list snapshots: {e}")))?;
     let limit = args
         .last
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));

@@ -12,12 +12,12 @@
 //!
 //! `--json`: `{ok, cluster, log_end_before, appended_groups, first_seq?, last_seq?, log_end}`.
 
-use crate::cli::Exit;
 use crate::cli::common::DataDirArgs;
+use crate::cli::exit::Exit;
+use clap::Args;
 use per_node::ha::log::{fetch_from, log_end, seal_group};
 use per_node::ha::pg::{to_i64, to_u64};
 use per_node::ha::{self, HaConfig, HaError};
-use clap::Args;
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Duration;

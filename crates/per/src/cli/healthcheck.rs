@@ -5,10 +5,10 @@
 //! `/health`, its `status` is not `critical`), 1 when the node answers but is not healthy, 3 when
 //! it cannot be reached in time. Prints one line (stdout) saying which.
 
-use crate::cli::Exit;
-use per_node::config::DEFAULT_LISTEN;
+use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
+use per_node::config::DEFAULT_LISTEN;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::ExitCode;

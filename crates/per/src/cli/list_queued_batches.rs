@@ -5,8 +5,8 @@
 //! "settlement"}` (CONTRACT.md). `--all` lists every unsettled batch (sealed, submitted, queued).
 //! Exit 0 (also when none is queued), 2 bad token, 3 node unreachable.
 
-use crate::cli::Exit;
 use crate::cli::common::{Node, NodeArgs, emit};
+use crate::cli::exit::Exit;
 use clap::Args;
 use serde_json::{Value, json};
 use std::path::PathBuf;

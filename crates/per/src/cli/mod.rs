@@ -4,6 +4,7 @@ pub mod capture_emergency_snapshot;
 pub mod capture_snapshot;
 pub mod common;
 pub mod drain;
+pub mod exit;
 pub mod failover;
 pub mod find_valid_snapshot;
 pub mod ha_seed_log;
@@ -19,6 +20,7 @@ pub mod requeue_batch;
 pub mod restore_point;
 pub mod restore_snapshot;
 pub mod serve;
+pub mod signal;
 pub mod submit_queued_batch;
 pub mod systemd;
 pub mod test_rto;
@@ -28,6 +30,9 @@ pub mod verify_state;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+
+pub use exit::{Exit, exit_code_of};
+pub use signal::stop_signal;
 
 /// `per`: NoirWire's Private Ephemeral Rollup executor.
 #[derive(Debug, Parser)]
@@ -112,75 +117,6 @@ impl Cli {
             Verb::RequeueBatch(args) => requeue_batch::exec(args),
             Verb::SubmitQueuedBatch(args) => submit_queued_batch::exec(args),
         }
-    }
-}
-
-/// An error with an explicit exit code (the contract's 1–4).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Exit {
-    /// Exit code.
-    pub code: u8,
-    /// What to tell the operator.
-    pub message: String,
-}
-
-impl Exit {
-    /// A check found a problem (corruption, mismatch).
-    pub fn problem(message: impl Into<String>) -> anyhow::Error {
-        Exit {
-            code: 1,
-            message: message.into(),
-        }
-        .into()
-    }
-    /// Usage or configuration error.
-    pub fn usage(message: impl Into<String>) -> anyhow::Error {
-        Exit {
-            code: 2,
-            message: message.into(),
-        }
-        .into()
-    }
-    /// A dependency could not be reached.
-    pub fn unreachable(message: impl Into<String>) -> anyhow::Error {
-        Exit {
-            code: 3,
-            message: message.into(),
-        }
-        .into()
-    }
-    /// Refused because of state (lock held, not primary…).
-    pub fn refused(message: impl Into<String>) -> anyhow::Error {
-        Exit {
-            code: 4,
-            message: message.into(),
-        }
-        .into()
-    }
-}
-
-/// The exit code for an error from a verb (1 when nothing more specific is known).
-pub fn exit_code_of(error: &anyhow::Error) -> u8 {
-    error
-        .chain()
-        .find_map(|e| e.downcast_ref::<Exit>().map(|exit| exit.code))
-        .unwrap_or(1)
-}
-
-/// Resolves on SIGTERM or SIGINT and names it: how long-running verbs learn they must stop.
-pub async fn stop_signal() -> &'static str {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = terminate => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
     }
 }
 

@@ -18,14 +18,14 @@
 //! Exit: 1 if any delivery failed; else 3 if a target is unreachable at the end; else 1 if another
 //! condition is still active at the end ("not stable"); else 0. 2 for usage/configuration errors.
 
+use crate::cli::exit::Exit;
+use anyhow::Context;
+use clap::Args;
 use per_ops::alert::dedup::{Firing, Tracker};
 use per_ops::alert::{
     Action, Alert, AnyChannel, Channel, ChannelKind, Channels, RetryPolicy, Severity, deliver,
     error_chain,
 };
-use crate::cli::Exit;
-use anyhow::Context;
-use clap::Args;
 use serde_json::{Map, Value, json};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -458,7 +458,7 @@ async fn stop_signal(deadline: Option<Instant>) -> &'static str {
     };
     tokio::select! {
         () = until => "duration elapsed",
-        signal = crate::cli::stop_signal() => signal,
+        signal = crate::cli::signal::stop_signal() => signal,
     }
 }
 

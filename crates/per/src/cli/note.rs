@@ -2,8 +2,8 @@
 //! nullifier as JSON, so the API can be driven with curl and jq. This is a *client* tool: its output
 //! holds secrets; the node never runs it and never logs such values.
 
-use per_wire::client::Wallet;
 use clap::Args;
+use per_wire::client::Wallet;
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -21,7 +21,9 @@ pub struct NoteArgs {
 /// Prints one note as JSON on stdout.
 pub fn exec(args: NoteArgs) -> anyhow::Result<ExitCode> {
     if args.amount == 0 {
-        return Err(crate::cli::Exit::usage("--amount must be greater than 0"));
+        return Err(crate::cli::exit::Exit::usage(
+            "--amount must be greater than 0",
+        ));
     }
     let seed = args.seed.unwrap_or_else(rand::random);
     let owned = Wallet::seeded(seed).note(args.amount);

@@ -5,10 +5,10 @@
 //! Severities: `P1|P2|P3` or the runbook's `CRITICAL|WARNING|INFO`. Exit 1 if any delivery failed,
 //! 2 if no channel of that severity is configured (the message names the variables to set).
 
-use per_ops::alert::{Action, Alert, Channel, Channels, Delivery, RetryPolicy, Severity, deliver};
-use crate::cli::Exit;
+use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
+use per_ops::alert::{Action, Alert, Channel, Channels, Delivery, RetryPolicy, Severity, deliver};
 use serde_json::{Map, Value, json};
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 //! 1 when it answers otherwise (still a primary, fenced, lagging); 3 when it cannot be reached
 //! (the message says how to restart it).
 
-use crate::cli::Exit;
+use crate::cli::exit::Exit;
 use clap::Args;
 use serde_json::{Value, json};
 use std::process::ExitCode;

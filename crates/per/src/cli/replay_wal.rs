@@ -20,11 +20,11 @@
 //! lost_seq_range, lost_report_complete, recovered?: {seq, root}, error?}}`. Exit 1 when a problem
 //! was found (also when `--force` set it aside), 0 otherwise.
 
-use crate::cli::Exit;
 use crate::cli::common::{self, Access, DataDir, DataDirArgs, NodeArgs, Replaced, path_json};
-use per_node::node::recovery::{self, RecoveryError, RootCheck};
+use crate::cli::exit::Exit;
 use clap::Args;
 use per_core::{Field, State, TreeCheck, WalRecord};
+use per_node::node::recovery::{self, RecoveryError, RootCheck};
 use per_store::FramePos;
 use per_store::snapshot;
 use serde_json::{Value, json};

@@ -6,8 +6,8 @@
 //! Exit 0 queued, 1 refused (unknown or settled batch), 2 usage/bad token, 3 node unreachable,
 //! 4 not the primary.
 
-use crate::cli::Exit;
 use crate::cli::common::{Node, NodeArgs, emit};
+use crate::cli::exit::Exit;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;

@@ -46,14 +46,14 @@
 //! replaced_files, imported, lost_transactions, lost_count, lost_seq_range, lost_report_complete,
 //! wal_damage?, version_check?, recovered?: {seq, root}, error?}`.
 
-use per_node::backup::remote::{Catalogue, FetchError};
-use crate::cli::Exit;
 use crate::cli::common::{
     self, BackupArgs, DataDir, DataDirArgs, Format, Replaced, SnapshotRef, Version, path_json,
 };
-use per_node::node::recovery::{self, LoadedSnapshot, RootCheck};
+use crate::cli::exit::Exit;
 use clap::{Args, ValueEnum};
 use per_core::TreeCheck;
+use per_node::backup::remote::{Catalogue, FetchError};
+use per_node::node::recovery::{self, LoadedSnapshot, RootCheck};
 use per_store::ObjectName;
 use per_store::snapshot::{self, SnapshotKind};
 use serde_json::{Value, json};

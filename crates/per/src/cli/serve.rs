@@ -10,8 +10,10 @@
 //! and becomes the primary (see [`per_node::ha`]). A node that loses the lease exits 1: run it under a
 //! supervisor that restarts it (it comes back as a standby).
 
+use crate::cli::exit::Exit;
+use anyhow::Context;
+use clap::Args;
 use per_node::api::{self, AppState};
-use crate::cli::Exit;
 use per_node::config::{
     DEFAULT_CLUSTER, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_INTERVAL_SECS,
     DeploymentMode, FileConfig, LogFormat,
@@ -21,9 +23,6 @@ use per_node::node::snapshotter::{self, SnapshotPolicy};
 use per_node::node::{self, Shared, SharedConfig};
 use per_node::sequencer::{self, HEARTBEAT_INTERVAL, SequencerLimits};
 use per_wire::tokens::Token;
-use anyhow::Context;
-use clap::Args;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -231,28 +230,6 @@ fn merge(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     Ok(config)
 }
 
-/// Takes the data directory's `LOCK` (flock) for the life of the process.
-pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
-    let path = data_dir.join("LOCK");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Exit::refused(format!(
-            "{} is held by another process: a node is already running on {}",
-            path.display(),
-            data_dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
-        }
-    }
-}
-
 /// Runs the node.
 pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = merge(&args)?;
@@ -278,7 +255,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let _lock = lock_data_dir(&config.data_dir)?;
+    let _lock = per_node::node::data_dir_lock::lock_data_dir(&config.data_dir)?;
 
     if config.ha.is_some() {
         // Each node would generate its own tokens: after a failover the deposit indexer and the
@@ -458,9 +435,12 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let backup_threads = if backup_targets.is_empty() {
         Vec::new()
     } else {
-        let mut threads =
-            per_node::backup::uploader::spawn(shared.clone(), config.data_dir.clone(), backup_targets)
-                .context("cannot start the backup threads")?;
+        let mut threads = per_node::backup::uploader::spawn(
+            shared.clone(),
+            config.data_dir.clone(),
+            backup_targets,
+        )
+        .context("cannot start the backup threads")?;
         // Live-WAL archiving: a second connection per target, so a slow snapshot upload never
         // delays the WAL tail.
         let archive_targets = config
@@ -683,7 +663,7 @@ pub fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn wait_for_stop(shared: &Shared) -> &'static str {
     tokio::select! {
-        signal = crate::cli::stop_signal() => signal,
+        signal = crate::cli::signal::stop_signal() => signal,
         () = shared.fatal.notified() => "fatal: WAL failure, lost lease or shared-log divergence",
     }
 }

@@ -28,12 +28,12 @@
 //!
 //! Exit codes: 0 every scenario passed; 1 one failed (or could not be run); 2 bad flags.
 
-use crate::cli::Exit;
 use crate::cli::common::{DataDir, DataDirArgs};
-use per_wire::client::{ApiClient, OwnedNote, Wallet};
-use per_wire::tokens::Token;
+use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use per_wire::client::{ApiClient, OwnedNote, Wallet};
+use per_wire::tokens::Token;
 use rand::Rng;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -27,11 +27,11 @@
 //! found, 3 when a target could not be reached (and no problem was found), 2 on configuration
 //! errors.
 
-use per_node::backup::remote::{self, Catalogue, FetchError};
 use crate::cli::common::{self, Access, BackupArgs, DataDir, DataDirArgs, NodeArgs};
-use per_node::node::recovery;
 use clap::{Args, ValueEnum};
 use per_core::{TreeCheck, WalRecord};
+use per_node::backup::remote::{self, Catalogue, FetchError};
+use per_node::node::recovery;
 use per_store::snapshot::{self, SnapshotKind};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -400,7 +400,7 @@ fn verify_dir(data: &DataDir, check: TreeCheck) -> anyhow::Result<Report> {
     // Snapshots.
     let dir = data.snapshots_dir();
     let listed = snapshot::list_snapshots(&dir)
-        .map_err(|e| crate::cli::Exit::problem(format!("cannot list snapshots: {e}")))?;
+        .map_err(|e| crate::cli::exit::Exit::problem(format!("cannot list snapshots: {e}")))?;
     for tmp in &listed.tmp_files {
         warnings.push(format!(
             "{}: leftover of an interrupted snapshot write",
@@ -477,7 +477,7 @@ fn verify_dir(data: &DataDir, check: TreeCheck) -> anyhow::Result<Report> {
     let wal_dir = data.wal_dir();
     let segments = if wal_dir.is_dir() {
         per_store::list_segments(&wal_dir)
-            .map_err(|e| crate::cli::Exit::problem(format!("cannot list the WAL: {e}")))?
+            .map_err(|e| crate::cli::exit::Exit::problem(format!("cannot list the WAL: {e}")))?
     } else {
         Vec::new()
     };

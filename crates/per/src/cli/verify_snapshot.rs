@@ -12,9 +12,9 @@
 //! chain?, error?}]}`. Exit 0 when every file is valid, 1 otherwise.
 
 use crate::cli::common::{self, DataDirArgs, path_json};
-use per_node::node::recovery;
 use clap::Args;
 use per_core::{StateDelta, StateImage, TreeCheck};
+use per_node::node::recovery;
 use per_store::snapshot::{self, SnapshotKind, SnapshotMeta};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ fn check(data: &common::DataDir, file: &Path) -> anyhow::Result<Checked> {
     };
     // A missing or wrong key is configuration (exit 2), not damage.
     common::require_key_for(data, [resolved.path.as_path()])
-        .map_err(|e| crate::cli::Exit::usage(resolved.own_words(&format!("{e:#}"))))?;
+        .map_err(|e| crate::cli::exit::Exit::usage(resolved.own_words(&format!("{e:#}"))))?;
     let meta = snapshot::read_meta(&resolved.path).ok();
     let result: Result<(String, Vec<PathBuf>), String> = (|| {
         // The file itself first, so that its own damage is named as such.

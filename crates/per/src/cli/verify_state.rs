@@ -13,11 +13,11 @@
 //! last_settlement_slot, unsettled_batches}}`. Exit 0 when everything agrees, 1 on a mismatch or
 //! when the state cannot be rebuilt, 2 usage, 3 L1 unreachable.
 
-use crate::cli::Exit;
 use crate::cli::common::{self, Access, DataDirArgs, NodeArgs, path_json};
-use per_node::node::recovery::{self, RootCheck};
+use crate::cli::exit::Exit;
 use clap::Args;
 use per_core::MerkleTree;
+use per_node::node::recovery::{self, RootCheck};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 

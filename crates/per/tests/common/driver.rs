@@ -9,8 +9,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use super::{Api, Kind, Resp, field_of, receipt_id_of};
-use per_wire::client::{OwnedNote, Wallet};
 use per_core::Field;
+use per_wire::client::{OwnedNote, Wallet};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;

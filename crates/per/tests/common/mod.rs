@@ -10,9 +10,9 @@ pub mod driver;
 pub mod localnet;
 pub mod snap;
 
+use per_core::{Field, TREE_DEPTH, root_from_proof};
 use per_node::api::wire::{DepositBody, TransferBody, WithdrawBody};
 use per_wire::client::{OwnedNote, Wallet};
-use per_core::{Field, TREE_DEPTH, root_from_proof};
 use reqwest::blocking::Client;
 use serde_json::Value;
 use std::fs::File;

@@ -67,12 +67,12 @@ mod intervals;
 mod stats;
 mod workload;
 
-use crate::cli::Exit;
-use per_wire::client::{ApiClient, CallError};
-use per_node::config::DEFAULT_DATA_DIR;
-use per_wire::tokens::Token;
+use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
+use per_node::config::DEFAULT_DATA_DIR;
+use per_wire::client::{ApiClient, CallError};
+use per_wire::tokens::Token;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -2,10 +2,10 @@
 //! open-loop measured phase that deposits, transfers and withdraws at the scheduled rate.
 
 use super::stats::{self, Stats};
-use per_wire::wire::TxResponse;
-use crate::cli::Exit;
-use per_wire::client::{ApiClient, CallError, OwnedNote, Wallet};
+use crate::cli::exit::Exit;
 use per_core::Field;
+use per_wire::client::{ApiClient, CallError, OwnedNote, Wallet};
+use per_wire::wire::TxResponse;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;

@@ -1,0 +1,71 @@
+//! Exit codes: the contract's 0–4, and the mapping from the lower crates' typed errors to them.
+
+/// An error with an explicit exit code (the contract's 1–4).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// Exit code.
+    pub code: u8,
+    /// What to tell the operator.
+    pub message: String,
+}
+
+impl Exit {
+    /// A check found a problem (corruption, mismatch).
+    pub fn problem(message: impl Into<String>) -> anyhow::Error {
+        Exit {
+            code: 1,
+            message: message.into(),
+        }
+        .into()
+    }
+    /// Usage or configuration error.
+    pub fn usage(message: impl Into<String>) -> anyhow::Error {
+        Exit {
+            code: 2,
+            message: message.into(),
+        }
+        .into()
+    }
+    /// A dependency could not be reached.
+    pub fn unreachable(message: impl Into<String>) -> anyhow::Error {
+        Exit {
+            code: 3,
+            message: message.into(),
+        }
+        .into()
+    }
+    /// Refused because of state (lock held, not primary…).
+    pub fn refused(message: impl Into<String>) -> anyhow::Error {
+        Exit {
+            code: 4,
+            message: message.into(),
+        }
+        .into()
+    }
+}
+
+/// The exit code for an error from a verb (1 when nothing more specific is known).
+///
+/// The one place where the lower crates' typed errors become exit codes: an explicit [`Exit`], a
+/// configuration the node refuses (2), a data directory held by another process (4).
+pub fn exit_code_of(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|e| {
+            if let Some(exit) = e.downcast_ref::<Exit>() {
+                Some(exit.code)
+            } else if e.is::<per_node::config_error::ConfigError>() {
+                Some(2)
+            } else if let Some(lock) = e.downcast_ref::<per_node::node::data_dir_lock::LockError>()
+            {
+                Some(match lock {
+                    per_node::node::data_dir_lock::LockError::Held { .. } => 4,
+                    per_node::node::data_dir_lock::LockError::Io { .. } => 1,
+                })
+            } else {
+                None
+            }
+        })
+        .unwrap_or(1)
+}
