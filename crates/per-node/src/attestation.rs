@@ -209,7 +209,7 @@ pub fn log_check(previous: Option<&AttestationStatus>, status: &AttestationStatu
 /// kernel) counts as not valid; no second check is started while it hangs (one blocking thread at
 /// most), and its result is recorded if it ever finishes.
 pub fn spawn_monitor(
-    shared: Arc<crate::node::Shared>,
+    shared: Arc<crate::node::shared::Shared>,
     args: AttestationArgs,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if args.attestation_interval_secs == 0 || args.attestation_provider == Provider::None {
@@ -233,7 +233,7 @@ pub fn spawn_monitor(
                 valid: false,
                 required: args.attestation_required,
                 detail,
-                last_checked_secs: crate::node::unix_secs(),
+                last_checked_secs: crate::clock::unix_secs(),
                 consecutive_failures: 0,
             };
             let status = match tokio::time::timeout(CHECK_DURATION_MAX, &mut check).await {
@@ -273,7 +273,7 @@ pub fn attest(args: &AttestationArgs) -> AttestationStatus {
         valid,
         required: args.attestation_required,
         detail,
-        last_checked_secs: crate::node::unix_secs(),
+        last_checked_secs: crate::clock::unix_secs(),
         consecutive_failures: 0,
     }
     .after(None)

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod attestation;
 pub mod backup;
+pub mod clock;
 pub mod config;
 pub mod config_error;
 pub mod ha;

@@ -13,7 +13,8 @@
 //! exits 1. Single mode passes no replicator and behaves exactly as without HA.
 
 use crate::node::snapshotter::{SnapshotPlanner, SnapshotResponder};
-use crate::node::{Shared, unix_millis};
+use crate::node::shared::Shared;
+use crate::clock::unix_millis;
 use per_core::{Execution, PreparedTx, Receipt, SettlementEvent, TxError, WalRecord};
 use per_store::{AppendStats, Wal};
 use std::sync::Arc;

@@ -94,7 +94,7 @@ pub async fn requeue(
             SettlementEvent::Queued {
                 batch_id,
                 reason: body.reason,
-                at_ms: crate::node::unix_millis(),
+                at_ms: crate::clock::unix_millis(),
             },
         )
         .await?;
@@ -130,7 +130,7 @@ pub async fn submit(
                     &app,
                     SettlementEvent::Released {
                         batch_id,
-                        at_ms: crate::node::unix_millis(),
+                        at_ms: crate::clock::unix_millis(),
                     },
                 )
                 .await?,

@@ -34,7 +34,7 @@ pub struct WriteGate {
 }
 
 /// Decrements the in-flight write count when the request ends (answered or cancelled).
-struct InFlight(Arc<crate::node::Shared>);
+struct InFlight(Arc<crate::node::shared::Shared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -4,7 +4,7 @@
 //! Features that are not built yet are reported as such (`"disabled"`), never as working.
 
 use super::AppState;
-use crate::node::unix_secs;
+use crate::clock::unix_secs;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};

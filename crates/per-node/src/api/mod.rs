@@ -13,7 +13,7 @@ pub mod tx;
 /// The JSON types live in `per-wire` (clients share them); re-exported so handlers say `api::wire`.
 pub use per_wire::wire;
 
-use crate::node::Shared;
+use crate::node::shared::Shared;
 use crate::sequencer::SequencerHandle;
 use axum::Router;
 use axum::body::Bytes;

@@ -20,7 +20,8 @@
 
 use crate::backup::TargetStatus;
 use crate::config::DeploymentMode;
-use crate::node::{Shared, unix_millis, unix_secs};
+use crate::node::shared::Shared;
+use crate::clock::{unix_millis, unix_secs};
 use per_core::WalRecord;
 use per_store::EncryptionKey;
 use per_store::backup::live::{LivePartName, PartHeader, encode_part, generation_id, read_tail};

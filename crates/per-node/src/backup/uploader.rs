@@ -18,7 +18,8 @@
 use crate::backup::BackupBoard;
 use crate::config::DeploymentMode;
 use crate::metrics::TargetLabels;
-use crate::node::{Shared, unix_secs};
+use crate::node::shared::Shared;
+use crate::clock::unix_secs;
 use per_store::backup::{BackupError, BackupTarget, LocalObject, local_objects};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

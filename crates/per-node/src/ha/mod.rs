@@ -114,7 +114,7 @@ const DUPLICATE_NODE_ID: &str = "duplicate_node_id";
 /// in `/health` (critical) until it is gone. (At start, such a node refuses to start.)
 pub fn spawn_duplicate_watch(
     config: HaConfig,
-    shared: std::sync::Arc<crate::node::Shared>,
+    shared: std::sync::Arc<crate::node::shared::Shared>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("per-node-id-watch".to_owned())

@@ -248,7 +248,7 @@ fn move_snapshots_after(data_dir: &Path, kept_seq: u64) -> Result<usize, HaError
     if beyond.is_empty() {
         return Ok(0);
     }
-    let target = data_dir.join(format!("replaced-{}", crate::node::unix_secs()));
+    let target = data_dir.join(format!("replaced-{}", crate::clock::unix_secs()));
     std::fs::create_dir_all(&target)
         .map_err(|e| HaError::Other(format!("cannot create {}: {e}", target.display())))?;
     for snapshot in &beyond {

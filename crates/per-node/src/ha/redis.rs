@@ -13,7 +13,8 @@
 //! `redis://[user:password@]host[:port][/db]`). No TLS (`rediss://` is refused at start).
 
 use crate::config::DeploymentMode;
-use crate::node::{Shared, unix_millis};
+use crate::node::shared::Shared;
+use crate::clock::unix_millis;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

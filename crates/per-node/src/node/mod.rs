@@ -6,52 +6,9 @@ pub mod shared;
 pub mod snapshot_handoff;
 pub mod snapshot_metrics;
 pub mod snapshotter;
+pub mod source;
 
 pub use recovery::{RecoveryError, RecoveryReport, RecoverySource, recover};
-pub use shared::{Shared, SharedConfig, unix_millis, unix_secs};
-
-use sha2::{Digest, Sha256};
-
-/// The 16-byte cluster id written in WAL segment headers, derived from the cluster name so that
-/// every node of a cluster agrees on it and a segment from another cluster is refused.
-pub fn cluster_id(cluster: &str) -> [u8; 16] {
-    let digest = Sha256::digest(format!("per/cluster/{cluster}").as_bytes());
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    id
-}
-
-/// Loads the encryption key named by `PER_ENCRYPTION_KEY_FILE`, if any (a bad key file is a
-/// configuration error, exit 2).
-pub fn load_key(
-    path: Option<&std::path::Path>,
-) -> anyhow::Result<Option<std::sync::Arc<per_store::EncryptionKey>>> {
-    match path {
-        None => Ok(None),
-        Some(path) => per_store::EncryptionKey::from_file(path)
-            .map(|key| Some(std::sync::Arc::new(key)))
-            .map_err(|e| crate::config_error::ConfigError::new(e.to_string())),
-    }
-}
-
-/// Where a data directory keeps its WAL and snapshots, with the node's limits.
-pub fn recovery_source(
-    data_dir: &std::path::Path,
-    cluster: &str,
-    limits: &crate::config::Limits,
-    epoch: u64,
-    key: Option<std::sync::Arc<per_store::EncryptionKey>>,
-    state_limits: per_core::StateLimits,
-) -> RecoverySource {
-    let mut wal = per_store::WalOptions::new(data_dir.join("wal"), cluster_id(cluster), epoch);
-    wal.segment_bytes_max = limits.segment_bytes_max;
-    wal.record_bytes_max = limits.record_bytes_max;
-    wal.key = key.clone();
-    RecoverySource {
-        wal,
-        snapshots_dir: data_dir.join("snapshots"),
-        key,
-        limits: state_limits,
-        group_records_max: limits.group_records_max,
-    }
-}
+pub use crate::clock::{unix_millis, unix_secs};
+pub use shared::{Shared, SharedConfig};
+pub use source::{cluster_id, load_key, recovery_source};

@@ -4,6 +4,7 @@
 //! group until its fdatasync returns, so every read (`/pool/info`, proofs, receipts) sees only durable
 //! state. Cheap status fields are atomics, so `/health` never waits on a sync.
 
+use crate::clock::unix_secs;
 use crate::config::DeploymentMode;
 use crate::metrics::Metrics;
 use crate::node::snapshotter::SnapshotStatus;
@@ -12,7 +13,6 @@ use per_core::State;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 /// Whether the node takes writes, and if not, why.
@@ -91,20 +91,6 @@ pub struct Shared {
     pub backups: crate::backup::BackupBoard,
     /// HA problems reported in `/health` reasons, by kind (`crate::ha::HaAlerts`).
     pub ha_alerts: crate::ha::HaAlerts,
-}
-
-/// Seconds since the Unix epoch (the wall clock; only for reporting and record timestamps).
-pub fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Everything [`Shared::new`] needs besides the recovered state.

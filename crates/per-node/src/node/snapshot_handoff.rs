@@ -9,7 +9,7 @@
 //! re-seed a replica found wrong (or over the memory budget), and that clone is always written.
 
 use crate::node::snapshotter::{SnapshotPolicy, SnapshotResponder, SnapshotStatus};
-use crate::node::unix_millis;
+use crate::clock::unix_millis;
 use per_core::{Field, SettlementEvent, State, StateDelta, TxEffects};
 use std::collections::VecDeque;
 use std::path::PathBuf;

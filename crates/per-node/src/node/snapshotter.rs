@@ -14,7 +14,7 @@
 
 pub use crate::node::snapshot_handoff::SnapshotPlanner;
 use crate::node::snapshot_handoff::{Handoff, Inbox, PendingSnapshot};
-use crate::node::unix_millis;
+use crate::clock::unix_millis;
 use per_core::State;
 use per_store::EncryptionKey;
 use per_store::snapshot::{self, SnapshotFile, SnapshotKind};
@@ -139,7 +139,7 @@ pub fn spawn(
         status.last_seq.store(seq, Ordering::Relaxed);
         status
             .last_unix_secs
-            .store(crate::node::unix_secs(), Ordering::Relaxed);
+            .store(crate::clock::unix_secs(), Ordering::Relaxed);
     }
     let handoff = Arc::new(Handoff::default());
     let writer = Writer {
@@ -264,7 +264,7 @@ impl Writer {
                     self.status.last_seq.store(file.meta.seq, Ordering::Relaxed);
                     self.status
                         .last_unix_secs
-                        .store(crate::node::unix_secs(), Ordering::Relaxed);
+                        .store(crate::clock::unix_secs(), Ordering::Relaxed);
                     self.status
                         .last_write_micros
                         .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);

@@ -1,7 +1,8 @@
 //! The settlement part of `/health`, `/metrics` and `/admin/batches`, derived from the state's
 //! settlement book and the settler's status in one place.
 
-use crate::node::{Shared, unix_secs};
+use crate::node::shared::Shared;
+use crate::clock::unix_secs;
 use crate::settlement::SettlementState;
 use per_core::{Batch, BatchStatus};
 use serde::Serialize;

@@ -75,7 +75,7 @@ impl SettlementStatus {
     /// Records an L1 success.
     pub fn l1_ok(&self) {
         self.l1_last_ok_secs
-            .store(crate::node::unix_secs(), Ordering::Relaxed);
+            .store(crate::clock::unix_secs(), Ordering::Relaxed);
         if let Ok(mut error) = self.last_error.lock() {
             error.clear();
         }
