@@ -8,6 +8,14 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// Default `limits.backup_lag_max_secs`: a target whose newest copy is older than this degrades
+/// `/health`.
+pub const BACKUP_LAG_MAX_SECS_DEFAULT: u64 = 300;
+
+/// Default `limits.backup_archive_delay_ms`: an acknowledged group is in every reachable target
+/// within about this long (the archiver uploads every half of it).
+pub const ARCHIVE_DELAY_MS_DEFAULT: u64 = 1000;
+
 /// The node's role (`DEPLOYMENT_MODE`). `primary` and `standby` need `PER_DATABASE_URL` (see
 /// [`crate::ha`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -136,8 +144,8 @@ impl Default for Limits {
             snapshot_jobs_max: 4,
             snapshot_pending_records_max: 200_000,
             snapshot_behind_secs_max: 60,
-            backup_lag_max_secs: crate::backup::BACKUP_LAG_MAX_SECS_DEFAULT,
-            backup_archive_delay_ms: crate::backup::archiver::ARCHIVE_DELAY_MS_DEFAULT,
+            backup_lag_max_secs: BACKUP_LAG_MAX_SECS_DEFAULT,
+            backup_archive_delay_ms: ARCHIVE_DELAY_MS_DEFAULT,
         }
     }
 }

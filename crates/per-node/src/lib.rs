@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod node;
 pub mod sequencer;
 pub mod settlement;
+pub mod status;
 
 /// Bearer tokens live with the wire types (clients send them); re-exported for the node's paths.
 pub use per_wire::tokens;

@@ -12,9 +12,9 @@
 //! fails, the node is fenced: nothing of the group (or after it) is acknowledged and the process
 //! exits 1. Single mode passes no replicator and behaves exactly as without HA.
 
-use crate::node::snapshotter::{SnapshotPlanner, SnapshotResponder};
-use crate::node::shared::Shared;
 use crate::clock::unix_millis;
+use crate::node::shared::Shared;
+use crate::node::snapshotter::{SnapshotPlanner, SnapshotResponder};
 use per_core::{Execution, PreparedTx, Receipt, SettlementEvent, TxError, WalRecord};
 use per_store::{AppendStats, Wal};
 use std::sync::Arc;

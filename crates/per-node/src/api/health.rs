@@ -28,7 +28,7 @@ pub struct Health {
     merkle_root: Option<Field>,
     version: &'static str,
     replication_lag_secs: Option<u64>,
-    backups: std::collections::BTreeMap<String, crate::backup::TargetHealth>,
+    backups: std::collections::BTreeMap<String, crate::status::backups::TargetHealth>,
     wal_writer: &'static str,
     accepting_writes: bool,
     draining: bool,
@@ -163,7 +163,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
     let (mut backups, backup_reasons) = shared.backups.health(now);
     backups.insert(
         "local".to_owned(),
-        crate::backup::TargetHealth {
+        crate::status::backups::TargetHealth {
             last_success: shared
                 .snapshots
                 .as_ref()
@@ -185,7 +185,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         }
         reasons.extend(backup_reasons);
     }
-    // HA problems (crate::ha::HaAlerts): a refused shared-log group, an unauthenticated log.
+    // HA problems (crate::status::ha::HaAlerts): a refused shared-log group, an unauthenticated log.
     for (critical, reason) in shared.ha_alerts.list() {
         if critical {
             status = "critical";

@@ -18,10 +18,10 @@
 //! exits; what it could not store is logged. A standby archives nothing; a poisoned or fenced
 //! node stops at once.
 
-use crate::backup::TargetStatus;
+use crate::clock::{unix_millis, unix_secs};
 use crate::config::DeploymentMode;
 use crate::node::shared::Shared;
-use crate::clock::{unix_millis, unix_secs};
+use crate::status::backups::TargetStatus;
 use per_core::WalRecord;
 use per_store::EncryptionKey;
 use per_store::backup::live::{LivePartName, PartHeader, encode_part, generation_id, read_tail};
@@ -31,9 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Default `limits.backup_archive_delay_ms`: an acknowledged group is in every reachable target
-/// within about this long (the thread uploads every half of it).
-pub const ARCHIVE_DELAY_MS_DEFAULT: u64 = 1000;
+/// Default `limits.backup_archive_delay_ms` (defined with the limits).
+pub use crate::config::ARCHIVE_DELAY_MS_DEFAULT;
 
 /// What the archiver threads need.
 #[derive(Clone, Debug)]

@@ -15,11 +15,11 @@
 //! `conflicts`, logged, and skipped (after an HA failover, the new primary may have written a
 //! snapshot of the same seq as the old one did: the same state, sealed with another nonce).
 
-use crate::backup::BackupBoard;
+use crate::clock::unix_secs;
 use crate::config::DeploymentMode;
 use crate::metrics::TargetLabels;
 use crate::node::shared::Shared;
-use crate::clock::unix_secs;
+use crate::status::backups::BackupBoard;
 use per_store::backup::{BackupError, BackupTarget, LocalObject, local_objects};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

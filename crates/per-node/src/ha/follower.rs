@@ -7,13 +7,14 @@
 //! write lock, exactly as the sequencer does. New groups are announced by `NOTIFY` on the
 //! cluster's channel; the standby also polls every [`POLL_INTERVAL`].
 
+use super::config::{FETCH_GROUPS_MAX, HaConfig, POLL_INTERVAL};
+use super::error::HaError;
 use super::lease;
 use super::log::{LogGroup, PgReplicator, fetch_after};
 use super::pg::{channel, connect};
-use super::{FETCH_GROUPS_MAX, HaConfig, HaError, POLL_INTERVAL};
-use crate::node::snapshotter::SnapshotPlanner;
-use crate::node::shared::Shared;
 use crate::clock::unix_secs;
+use crate::node::shared::Shared;
+use crate::node::snapshotter::SnapshotPlanner;
 use crate::sequencer::SequencerQueue;
 use per_core::WalRecord;
 use per_store::Wal;

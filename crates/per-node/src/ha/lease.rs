@@ -2,7 +2,7 @@
 //! Postgres's `now()` (never a node's clock). Every acquisition increments `epoch`: the fencing
 //! token every shared-log append is checked against.
 
-use super::HaError;
+use super::error::HaError;
 use super::pg::{to_i64, to_u64};
 use postgres::Client;
 use std::time::Duration;

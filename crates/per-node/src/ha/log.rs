@@ -17,8 +17,9 @@
 //! an append either lands before a takeover (and the new primary reads it while catching up) or
 //! fails the check: two primaries can never both append.
 
+use super::config::HaConfig;
+use super::error::HaError;
 use super::pg::{channel, connect, to_i64, to_u64};
-use super::{HaConfig, HaError};
 use crate::sequencer::{GroupReplicator, ReplicationError};
 use per_store::EncryptionKey;
 use postgres::{Client, GenericClient};

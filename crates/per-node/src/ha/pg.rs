@@ -5,7 +5,8 @@
 //! primary frozen (SIGSTOP, VM pause) in the middle of a fenced append must not hold the lease row
 //! lock forever, or no standby could take over.
 
-use super::{HaConfig, HaError};
+use super::config::HaConfig;
+use super::error::HaError;
 use per_store::PgConnector;
 use postgres::Client;
 use sha2::{Digest, Sha256};

@@ -17,7 +17,7 @@
 //!
 //! Snapshots holding the cut group's seqs are moved to `<data-dir>/replaced-<unix secs>/`.
 
-use super::HaError;
+use super::error::HaError;
 use super::log::{fetch_from, log_end};
 use crate::node::recovery::decode_frames;
 use per_core::WalRecord;

@@ -12,9 +12,9 @@
 //! The client is the `redis` crate (one multiplexed connection; `AUTH`/`SELECT` come from the URL:
 //! `redis://[user:password@]host[:port][/db]`). No TLS (`rediss://` is refused at start).
 
+use crate::clock::unix_millis;
 use crate::config::DeploymentMode;
 use crate::node::shared::Shared;
-use crate::clock::unix_millis;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -7,7 +7,7 @@
 use crate::clock::unix_secs;
 use crate::config::DeploymentMode;
 use crate::metrics::Metrics;
-use crate::node::snapshotter::SnapshotStatus;
+use crate::status::snapshots::SnapshotStatus;
 use crate::tokens::Token;
 use per_core::State;
 use std::sync::Arc;
@@ -79,18 +79,18 @@ pub struct Shared {
     pub snapshot_lag_degraded_secs_max: u64,
     /// TEE attestation outcome: checked at start-up, then replaced by every re-attestation
     /// (unset before the first check).
-    pub attestation: crate::attestation::AttestationHolder,
+    pub attestation: crate::status::attestation::AttestationHolder,
     /// Write requests (`/deposit`, `/transfer`, `/withdraw`) being handled now: queued in, or
     /// being committed by, the sequencer. A drain is complete when this is 0.
     pub in_flight_writes: AtomicU64,
     /// Redis state-cache status.
     pub redis: RedisStatus,
     /// Settler status (set once at start-up; unset: reported as disabled).
-    pub settlement: std::sync::OnceLock<Arc<crate::settlement::SettlementStatus>>,
+    pub settlement: std::sync::OnceLock<Arc<crate::status::settlement::SettlementStatus>>,
     /// Remote backup targets' status (`/health.backups`).
-    pub backups: crate::backup::BackupBoard,
-    /// HA problems reported in `/health` reasons, by kind (`crate::ha::HaAlerts`).
-    pub ha_alerts: crate::ha::HaAlerts,
+    pub backups: crate::status::backups::BackupBoard,
+    /// HA problems reported in `/health` reasons, by kind (`crate::status::ha::HaAlerts`).
+    pub ha_alerts: crate::status::ha::HaAlerts,
 }
 
 /// Everything [`Shared::new`] needs besides the recovered state.
@@ -132,13 +132,13 @@ impl Shared {
             fatal: Notify::new(),
             pending_tx_degraded_max: config.pending_tx_degraded_max,
             snapshot_lag_degraded_secs_max: config.snapshot_lag_degraded_secs_max,
-            attestation: crate::attestation::AttestationHolder::default(),
+            attestation: crate::status::attestation::AttestationHolder::default(),
             snapshots: config.snapshots,
             in_flight_writes: AtomicU64::new(0),
             redis: RedisStatus::default(),
             settlement: std::sync::OnceLock::new(),
-            backups: crate::backup::BackupBoard::default(),
-            ha_alerts: crate::ha::HaAlerts::default(),
+            backups: crate::status::backups::BackupBoard::default(),
+            ha_alerts: crate::status::ha::HaAlerts::default(),
         }
     }
 
@@ -180,15 +180,15 @@ impl Shared {
 
     /// Records the outcome of an attestation check: replaces the current one (writes halt or
     /// resume with it when it is required), updates the metrics and logs it.
-    pub fn record_attestation(&self, status: crate::attestation::AttestationStatus) {
+    pub fn record_attestation(&self, status: crate::status::attestation::AttestationStatus) {
         let (previous, status) = self.attestation.replace(status);
         self.metrics.record_attestation(
             status.provider.as_str(),
             status.valid,
             status.last_checked_secs,
-            status.provider != crate::attestation::Provider::None,
+            status.provider != crate::status::attestation::Provider::None,
         );
-        crate::attestation::log_check(previous.as_ref(), &status);
+        crate::status::attestation::log_check(previous.as_ref(), &status);
     }
 
     /// Marks the writer failed and asks the process to exit.

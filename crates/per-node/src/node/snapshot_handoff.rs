@@ -8,8 +8,9 @@
 //! replica of the state, so the sequencer never clones the state for a snapshot — except once to
 //! re-seed a replica found wrong (or over the memory budget), and that clone is always written.
 
-use crate::node::snapshotter::{SnapshotPolicy, SnapshotResponder, SnapshotStatus};
 use crate::clock::unix_millis;
+use crate::node::snapshot_policy::{SnapshotPolicy, SnapshotResponder};
+use crate::status::snapshots::SnapshotStatus;
 use per_core::{Field, SettlementEvent, State, StateDelta, TxEffects};
 use std::collections::VecDeque;
 use std::path::PathBuf;

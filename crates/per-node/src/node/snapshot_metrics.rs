@@ -1,7 +1,7 @@
 //! Snapshot-writer and process-memory metrics, refreshed at scrape time: what a soak watches to
 //! see a degradation when it starts (writer lag, coalesced hand-overs, state copies, RSS).
 
-use crate::node::snapshotter::SnapshotStatus;
+use crate::status::snapshots::SnapshotStatus;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::Ordering;

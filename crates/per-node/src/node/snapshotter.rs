@@ -12,110 +12,18 @@
 //! clone is always written. The thread also encrypts, writes atomically, applies retention, and
 //! reports status for `/health`.
 
+use crate::clock::unix_millis;
 pub use crate::node::snapshot_handoff::SnapshotPlanner;
 use crate::node::snapshot_handoff::{Handoff, Inbox, PendingSnapshot};
-use crate::clock::unix_millis;
+pub use crate::node::snapshot_policy::{SnapshotOutcome, SnapshotPolicy, SnapshotResponder};
+pub use crate::status::snapshots::SnapshotStatus;
 use per_core::State;
-use per_store::EncryptionKey;
 use per_store::snapshot::{self, SnapshotFile, SnapshotKind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::MutexGuard;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-
-/// Snapshot policy.
-#[derive(Clone, Debug)]
-pub struct SnapshotPolicy {
-    /// `<data-dir>/snapshots`.
-    pub dir: PathBuf,
-    /// A snapshot every this many transactions (runbook: 100).
-    pub every_txs: u64,
-    /// A snapshot at least this often when anything changed (runbook: 5 min, `SNAPSHOT_INTERVAL`).
-    pub interval: Duration,
-    /// Deltas on one full snapshot before the next is full.
-    pub delta_chain_max: u32,
-    /// Restore points retention keeps at least (runbook: "check last 10 snapshots").
-    pub restore_points_min: usize,
-    /// Full snapshots kept with their chains (`limits.snapshot_full_kept_min`).
-    pub full_kept_min: usize,
-    /// Sealed WAL segments waiting for compression.
-    pub jobs_max: usize,
-    /// Memory budget of the hand-over waiting for a busy writer, in records (effects); past it
-    /// the waiting effects are replaced by one copy of the state.
-    pub pending_records_max: usize,
-    /// Seconds the writer may stay behind (oldest handed-over effect not yet written) before it
-    /// counts as a snapshot failure and `/health` degrades.
-    pub behind_secs_max: u64,
-    /// Epoch written into headers.
-    pub epoch: u64,
-    /// Encryption at rest.
-    pub key: Option<Arc<EncryptionKey>>,
-    /// `<data-dir>/wal`: sealed segments are compressed and old ones retired from here.
-    pub wal_dir: PathBuf,
-    /// WAL segments younger than this are never deleted (runbook: keep 7 days).
-    pub wal_age_min: Duration,
-}
-
-/// What `/health` and metrics read.
-#[derive(Debug, Default)]
-pub struct SnapshotStatus {
-    /// Unix seconds of the last successful snapshot (0: none).
-    pub last_unix_secs: AtomicU64,
-    /// Seq of the last successful snapshot.
-    pub last_seq: AtomicU64,
-    /// Duration of the last write, microseconds.
-    pub last_write_micros: AtomicU64,
-    /// Failed snapshot writes, and writer-behind episodes past `behind_secs_max`, since start.
-    pub failures: AtomicU64,
-    /// Unix ms of the oldest handed-over effect not yet written (0: the writer is caught up).
-    pub oldest_unwritten_ms: AtomicU64,
-    /// `behind_secs_max` (for `/health`).
-    pub behind_secs_max: AtomicU64,
-    /// The current behind episode was already counted as a failure.
-    pub behind_episode: AtomicBool,
-    /// Hand-overs merged into one still waiting for the writer.
-    pub coalesced: AtomicU64,
-    /// Copies of the whole state made by the sequencer (re-seeds only).
-    pub state_clones: AtomicU64,
-    /// Full snapshots written from such a copy (equals `state_clones` unless a write failed).
-    pub fulls_from_clone: AtomicU64,
-    /// Full snapshots written (from the replica or a copy).
-    pub fulls_written: AtomicU64,
-    /// Delta snapshots written.
-    pub deltas_written: AtomicU64,
-    /// Hand-overs whose replay on the replica did not give the logged root (a bug).
-    pub replica_mismatches: AtomicU64,
-    /// The replica was dropped: the planner re-seeds it from a copy at its next hand-over.
-    pub replica_lost: AtomicBool,
-}
-
-impl SnapshotStatus {
-    /// Seconds the writer is behind (0: caught up).
-    pub fn writer_lag_secs(&self) -> u64 {
-        match self.oldest_unwritten_ms.load(Ordering::Relaxed) {
-            0 => 0,
-            since => unix_millis().saturating_sub(since) / 1000,
-        }
-    }
-}
-
-/// The result of one snapshot, for `/admin/snapshot` and verbs.
-#[derive(Clone, Debug)]
-pub struct SnapshotOutcome {
-    /// File written.
-    pub path: PathBuf,
-    /// Last seq it holds.
-    pub seq: u64,
-    /// full | delta.
-    pub kind: &'static str,
-    /// Bytes on disk.
-    pub bytes: u64,
-}
-
-/// Where an explicit request's answer goes.
-pub type SnapshotResponder = oneshot::Sender<Result<SnapshotOutcome, String>>;
 
 /// Starts the snapshot thread. `replica` is a copy of the recovered state (taken once, before the
 /// sequencer starts); `tip` is the newest snapshot on disk it builds on (seq and inner checksum).

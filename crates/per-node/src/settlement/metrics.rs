@@ -76,7 +76,7 @@ impl SettlementMetrics {
     }
 
     /// Refreshes the gauges from a report (at scrape time).
-    pub fn refresh(&self, report: &crate::settlement::report::SettlementReport) {
+    pub fn refresh(&self, report: &crate::status::settlement::SettlementReport) {
         self.lag.set(report.lag_secs as i64);
         self.active.set(i64::from(report.state == "active"));
         for state in ["sealed", "submitted", "queued"] {

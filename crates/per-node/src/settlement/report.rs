@@ -1,29 +1,12 @@
 //! The settlement part of `/health`, `/metrics` and `/admin/batches`, derived from the state's
 //! settlement book and the settler's status in one place.
 
-use crate::node::shared::Shared;
 use crate::clock::unix_secs;
-use crate::settlement::SettlementState;
+use crate::node::shared::Shared;
+pub use crate::status::settlement::SettlementReport;
+use crate::status::settlement::SettlementState;
 use per_core::{Batch, BatchStatus};
-use serde::Serialize;
 use serde_json::{Value, json};
-
-/// What `/health` needs about settlement.
-#[derive(Debug, Clone, Serialize)]
-pub struct SettlementReport {
-    /// `disabled` | `blocked_on_prover` | `standby` | `active`.
-    pub state: &'static str,
-    /// Unix seconds of the last confirmed settlement (0: none).
-    pub last_settlement: u64,
-    /// Transactions not settled on L1 (open batch + sealed batches).
-    pub pending_tx_count: u64,
-    /// Age of the oldest unsettled sealed batch, seconds (0: none).
-    pub lag_secs: u64,
-    /// Detail for operators (`/health.settlement_detail`).
-    pub detail: Value,
-    /// Reasons to degrade `/health` (never critical: acks do not depend on L1).
-    pub degraded: Vec<String>,
-}
 
 /// One batch as the admin API and `list-queued-batches` show it.
 pub fn batch_json(batch: &Batch) -> Value {

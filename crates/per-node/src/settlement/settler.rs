@@ -10,8 +10,8 @@
 //! and the monitor pages; later batches wait behind it, since each builds on its predecessor's
 //! root. An operator releases it with `per submit-queued-batch`.
 
-use crate::node::shared::Shared;
 use crate::clock::unix_millis;
+use crate::node::shared::Shared;
 use crate::sequencer::{SequencerHandle, SettleLogError};
 use crate::settlement::{SettlementConfig, SettlementMode, SettlementState, SettlementStatus};
 use per_core::{Batch, BatchStatus, SettlementEvent, Submission};

@@ -5,7 +5,7 @@
 //! must have succeeded. Pool mode: the pool account's `commitment_root` must be the last settled
 //! batch's new root.
 
-use crate::settlement::SettlementMode;
+use crate::settlement::config::SettlementMode;
 use per_core::SettlementBook;
 use per_l1::{Pubkey, RpcClient, RpcError};
 use serde_json::{Value, json};
