@@ -10,8 +10,8 @@
 //! killing the process, so a post-mortem snapshot can still be taken); `/health` turns critical and
 //! `/readyz` 503 until resume.
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};

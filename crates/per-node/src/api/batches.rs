@@ -4,9 +4,9 @@
 //! Requeue and submit are settlement events: logged in the WAL (and the shared log) like every
 //! other change, so an operator's decision survives a restart or a failover.
 
-use super::AppState;
 use super::admin::{authorize, counted};
 use super::error::ApiError;
+use super::state::AppState;
 use crate::sequencer::SettleLogError;
 use crate::settlement::report::{batch_json, report};
 use axum::Json;

@@ -3,8 +3,8 @@
 //! handler and the sequencer queue. A slow client therefore never holds a queue entry or a drain:
 //! its body is cut at the deadline with 408 `RequestTimeout` and `Connection: close`.
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};

@@ -3,7 +3,7 @@
 //!
 //! Features that are not built yet are reported as such (`"disabled"`), never as working.
 
-use super::AppState;
+use super::state::AppState;
 use crate::clock::unix_secs;
 use axum::Json;
 use axum::extract::State;

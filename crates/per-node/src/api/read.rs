@@ -1,11 +1,11 @@
 //! Reads of durable state: `/pool/info`, `/merkle/proof/{i}`, `/receipt/{id}`.
 
-use super::AppState;
 use super::error::ApiError;
-use super::wire::TxResponse;
+use super::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use per_core::{Field, TREE_DEPTH};
+use per_wire::wire::TxResponse;
 use serde::Serialize;
 
 fn unavailable() -> ApiError {

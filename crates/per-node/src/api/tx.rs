@@ -2,14 +2,15 @@
 //! answer once the transaction is durable.
 
 use super::error::ApiError;
-use super::wire::{DepositBody, TransferBody, TxResponse, WithdrawBody};
-use super::{AppState, parse_json};
+use super::parse::parse_json;
+use super::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
 use per_core::TxRequest;
+use per_wire::wire::{DepositBody, TransferBody, TxResponse, WithdrawBody};
 
 async fn submit(
     state: &AppState,
