@@ -8,7 +8,7 @@ pub struct ConfigError(pub String);
 
 impl ConfigError {
     /// A boxed-up `anyhow::Error` for the many node functions that still return `anyhow::Result`.
-    pub fn new(message: impl Into<String>) -> anyhow::Error {
+    pub fn error(message: impl Into<String>) -> anyhow::Error {
         ConfigError(message.into()).into()
     }
 }

@@ -15,6 +15,7 @@
 use crate::clock::unix_millis;
 use crate::node::shared::Shared;
 use crate::node::snapshotter::{SnapshotPlanner, SnapshotResponder};
+use crate::status::writes::WriteRefusal;
 use per_core::{Execution, PreparedTx, Receipt, SettlementEvent, TxError, WalRecord};
 use per_store::{AppendStats, Wal};
 use std::sync::Arc;
@@ -109,23 +110,14 @@ pub struct SequencerHandle {
 impl SequencerHandle {
     /// Queues a prepared transaction and waits until it is durable (or refused).
     pub async fn submit(&self, tx: PreparedTx) -> Result<Receipt, SubmitError> {
-        if !self.shared.accepting_writes() {
-            let flags = &self.shared.flags;
-            return Err(
-                if self.shared.is_fenced()
-                    || self.shared.role() == crate::config::DeploymentMode::Standby
-                {
-                    SubmitError::NotPrimary
-                } else if flags.poisoned.load(Ordering::Acquire) {
-                    SubmitError::NotAccepting
-                } else if flags.halted.load(Ordering::Acquire) {
-                    SubmitError::Halted
-                } else if self.shared.attestation_blocks_writes() {
-                    SubmitError::AttestationInvalid
-                } else {
-                    SubmitError::Draining
-                },
-            );
+        if let Some(refusal) = self.shared.write_refusal() {
+            return Err(match refusal {
+                WriteRefusal::Standby | WriteRefusal::Fenced => SubmitError::NotPrimary,
+                WriteRefusal::Poisoned => SubmitError::NotAccepting,
+                WriteRefusal::Halted => SubmitError::Halted,
+                WriteRefusal::AttestationInvalid => SubmitError::AttestationInvalid,
+                WriteRefusal::ShuttingDown | WriteRefusal::Draining => SubmitError::Draining,
+            });
         }
         let (respond, response) = oneshot::channel();
         let command = Command::Submit {

@@ -5,6 +5,7 @@
 
 use super::state::AppState;
 use crate::clock::unix_secs;
+use crate::status::writes::WriteRefusal;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -279,18 +280,12 @@ pub async fn livez() -> &'static str {
 /// 200 only while this node accepts writes (the load balancer routes by it): a standby, a fenced
 /// or poisoned node, a halted or draining one answer 503.
 pub async fn readyz(State(app): State<AppState>) -> Response {
-    if app.shared.accepting_writes() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else if app.shared.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    } else if app.shared.role() == crate::config::DeploymentMode::Standby {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "standby: not accepting writes\n",
-        )
-            .into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not accepting writes\n").into_response()
+    let not_ready = |text: &'static str| (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    match app.shared.write_refusal() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(WriteRefusal::Draining) => not_ready("draining\n"),
+        Some(WriteRefusal::Standby) => not_ready("standby: not accepting writes\n"),
+        Some(_) => not_ready("not accepting writes\n"),
     }
 }
 

@@ -59,12 +59,12 @@ impl BackupSettings {
                     .as_deref()
                     .filter(|u| !u.is_empty())
                     .ok_or_else(|| {
-                        ConfigError::new("the postgres target needs PER_DATABASE_URL")
+                        ConfigError::error("the postgres target needs PER_DATABASE_URL")
                     })?;
                 let target = PgTarget::new(url, &self.cluster, |client| {
                     ha::pg::migrate(client, BACKUP_MIGRATION_WAIT_MAX).map_err(|e| e.to_string())
                 })
-                .map_err(|e| ConfigError::new(e.to_string()))?;
+                .map_err(|e| ConfigError::error(e.to_string()))?;
                 Ok(Box::new(target))
             }
             "s3" => {
@@ -72,12 +72,12 @@ impl BackupSettings {
                     .s3_url
                     .as_deref()
                     .filter(|u| !u.is_empty())
-                    .ok_or_else(|| ConfigError::new("the s3 target needs PER_BACKUP_S3_URL"))?;
-                let target =
-                    S3Target::from_url_and_env(url).map_err(|e| ConfigError::new(e.to_string()))?;
+                    .ok_or_else(|| ConfigError::error("the s3 target needs PER_BACKUP_S3_URL"))?;
+                let target = S3Target::from_url_and_env(url)
+                    .map_err(|e| ConfigError::error(e.to_string()))?;
                 Ok(Box::new(target))
             }
-            other => Err(ConfigError::new(format!(
+            other => Err(ConfigError::error(format!(
                 "unknown backup target {other:?} (local, postgres or s3)"
             ))),
         }

@@ -8,6 +8,7 @@ use crate::clock::unix_secs;
 use crate::config::DeploymentMode;
 use crate::metrics::Metrics;
 use crate::status::snapshots::SnapshotStatus;
+use crate::status::writes::{WriteFlags, WriteRefusal};
 use crate::tokens::Token;
 use per_core::State;
 use std::sync::Arc;
@@ -159,13 +160,22 @@ impl Shared {
 
     /// Whether new writes may be accepted now.
     pub fn accepting_writes(&self) -> bool {
-        self.role() != DeploymentMode::Standby
-            && !self.flags.fenced.load(Ordering::Acquire)
-            && !self.flags.poisoned.load(Ordering::Acquire)
-            && !self.flags.shutting_down.load(Ordering::Acquire)
-            && !self.flags.halted.load(Ordering::Acquire)
-            && !self.attestation_blocks_writes()
-            && !self.flags.draining.load(Ordering::Acquire)
+        self.write_refusal().is_none()
+    }
+
+    /// Why new writes are refused now (`None`: they are accepted): the one decision the
+    /// sequencer, `/readyz` and this type share.
+    pub fn write_refusal(&self) -> Option<WriteRefusal> {
+        WriteFlags {
+            standby: self.role() == DeploymentMode::Standby,
+            fenced: self.flags.fenced.load(Ordering::Acquire),
+            poisoned: self.flags.poisoned.load(Ordering::Acquire),
+            halted: self.flags.halted.load(Ordering::Acquire),
+            attestation_blocks: self.attestation_blocks_writes(),
+            shutting_down: self.flags.shutting_down.load(Ordering::Acquire),
+            draining: self.flags.draining.load(Ordering::Acquire),
+        }
+        .refusal()
     }
 
     /// Whether an operator is draining the node.

@@ -22,7 +22,7 @@ pub fn load_key(
         None => Ok(None),
         Some(path) => per_store::EncryptionKey::from_file(path)
             .map(|key| Some(std::sync::Arc::new(key)))
-            .map_err(|e| crate::config_error::ConfigError::new(e.to_string())),
+            .map_err(|e| crate::config_error::ConfigError::error(e.to_string())),
     }
 }
 

@@ -7,3 +7,4 @@ pub mod backups;
 pub mod ha;
 pub mod settlement;
 pub mod snapshots;
+pub mod writes;

@@ -1,5 +1,7 @@
 //! Exit codes: the contract's 0–4, and the mapping from the lower crates' typed errors to them.
 
+use per_node::node::data_dir_lock::LockError;
+
 /// An error with an explicit exit code (the contract's 1–4).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -55,17 +57,36 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
         .find_map(|e| {
             if let Some(exit) = e.downcast_ref::<Exit>() {
                 Some(exit.code)
+            } else if let Some(run) = e.downcast_ref::<per_node::node::run::RunError>() {
+                Some(run_exit_code(run))
             } else if e.is::<per_node::config_error::ConfigError>() {
                 Some(2)
-            } else if let Some(lock) = e.downcast_ref::<per_node::node::data_dir_lock::LockError>()
-            {
-                Some(match lock {
-                    per_node::node::data_dir_lock::LockError::Held { .. } => 4,
-                    per_node::node::data_dir_lock::LockError::Io { .. } => 1,
-                })
             } else {
-                None
+                e.downcast_ref::<LockError>().map(lock_exit_code)
             }
         })
         .unwrap_or(1)
+}
+
+/// Why `per serve` stopped, as an exit code: 2 for a refused configuration, 4 for a data dir
+/// another process holds, 1 for corruption or a fatal stop, 3 for an unreachable dependency.
+fn run_exit_code(error: &per_node::node::run::RunError) -> u8 {
+    use per_node::node::run::RunError;
+    match error {
+        RunError::Config(_) => 2,
+        RunError::Lock(lock) => lock_exit_code(lock),
+        RunError::Recovery(e) if e.is_corruption() => 1,
+        RunError::Recovery(_) => 3,
+        RunError::HaStartup(e) => e.exit_code(),
+        RunError::Stopped(_) => 1,
+        RunError::Internal(inner) => exit_code_of(inner),
+    }
+}
+
+/// A data dir another process holds is a refusal because of state (4); an I/O failure is 1.
+fn lock_exit_code(error: &LockError) -> u8 {
+    match error {
+        LockError::Held { .. } => 4,
+        LockError::Io { .. } => 1,
+    }
 }

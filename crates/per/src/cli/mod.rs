@@ -22,7 +22,6 @@ pub mod restore_snapshot;
 pub mod serve;
 pub mod signal;
 pub mod submit_queued_batch;
-pub mod systemd;
 pub mod test_rto;
 pub mod verify_backups;
 pub mod verify_snapshot;

@@ -10,7 +10,7 @@
 //!
 //! Every call is a no-op without `NOTIFY_SOCKET`; failures are logged at debug level and ignored.
 
-use per_node::node::Shared;
+use crate::node::shared::Shared;
 use sd_notify::NotifyState;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
