@@ -1,5 +1,18 @@
 #!/usr/bin/env python3
-"""Find import cycles between source files of each crate (use crate::/super:: paths)."""
+"""The layering rules of docs/ARCHITECTURE.md, checked on the source files (issue 16).
+
+Usage: scripts/check-layers.py crates/*/src      (exit 1 and a list of violations, else exit 0)
+
+1. No import cycle between the source files of a crate. An edge A -> B is any path from A to B:
+   `crate::x::y`, `super::x`, or `child::x` inside a module file (a `mod.rs` that declares
+   children and re-exports them is an edge to each re-exported child, so a child importing its
+   parent's re-exports closes a cycle: share through a leaf file instead).
+2. No verb file imports another verb file (crates/per/src/cli/<verb>.rs).
+3. The status layer (crates/per-node/src/status/) imports nothing of the node but the clock, the
+   config's defaults and itself.
+Crossing crates cannot cycle (cargo refuses), and the CLI crate `per` sits on top, so nothing
+below it can import it.
+"""
 import os, re, sys, collections
 def modpath_of(root, path):
     rel = os.path.relpath(path, root)[:-3].split(os.sep)
@@ -62,9 +75,21 @@ def sccs(nodes, E):
     for v in nodes:
         if v not in idx: go(v)
     return res
+VERB_SHARED = {"common", "exit", "signal", "ops_exit"}
+STATUS_MAY_IMPORT = {("clock",), ("config",)}
 bad = 0
 for root in sys.argv[1:]:
     fm, E = edges(root)
+    for a, targets in sorted(E.items()):
+        for b in sorted(targets):
+            if (len(a) >= 2 and a[0] == "cli" and len(b) >= 2 and b[0] == "cli"
+                    and a[1] not in VERB_SHARED and b[1] not in VERB_SHARED and a[1] != b[1]):
+                bad += 1
+                print(f"{root}: verb {'::'.join(a)} imports verb {'::'.join(b)}")
+            if (root.rstrip("/").endswith("per-node/src") and a[:1] == ("status",)
+                    and b[:1] != ("status",) and b not in STATUS_MAY_IMPORT):
+                bad += 1
+                print(f"{root}: status layer {'::'.join(a)} imports {'::'.join(b)}")
     # a parent module file (mod.rs) declaring children is not an import; only uses count
     for comp in sccs(list(fm), E):
         bad += 1
