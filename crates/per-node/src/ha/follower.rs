@@ -16,6 +16,7 @@ use crate::clock::unix_secs;
 use crate::node::shared::Shared;
 use crate::node::snapshotter::SnapshotPlanner;
 use crate::sequencer::SequencerQueue;
+use crate::sequencer::group::{GroupParts, publish_durable};
 use per_core::WalRecord;
 use per_store::Wal;
 use postgres::Client;
@@ -399,21 +400,17 @@ impl Follower {
         let stats = self
             .wal
             .append_group_seqs(group.first_seq, group.last_seq, &frames)?;
-        let metrics = &self.shared.metrics;
-        metrics
-            .fsync_duration
-            .observe(stats.sync_duration.as_secs_f64());
-        metrics.wal_bytes.inc_by(stats.bytes);
-        metrics.seq.set(state.seq() as i64);
-        metrics
-            .pending_transactions
-            .set(state.settlement().unsettled_tx_count() as i64);
-        if let Some(planner) = self.planner.as_mut() {
-            if let Some(sealed) = stats.sealed_segment {
-                planner.segment_sealed(sealed);
-            }
-            planner.after_group(state, logged, settled, root);
-        }
+        publish_durable(
+            &self.shared,
+            self.planner.as_mut(),
+            state,
+            stats,
+            GroupParts {
+                logged,
+                seals: settled,
+            },
+            root,
+        );
         Ok(())
     }
 }
