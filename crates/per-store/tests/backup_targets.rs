@@ -8,9 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use per_store::backup::{BackupError, BackupTarget, PG_SCHEMA, PgTarget, PutOutcome, S3Target};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,14 +26,6 @@ fn unique(test: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("test-target-{test}-{}-{nanos}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn pg_target(cluster: &str) -> PgTarget {
@@ -63,7 +57,7 @@ struct Moto {
 
 impl Moto {
     fn start() -> Moto {
-        let port = free_port();
+        let port = common::free_port();
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -176,7 +170,7 @@ fn postgres_target_keeps_the_contract_and_detects_damage_at_rest() {
     assert!(matches!(target.get(name), Err(BackupError::Corrupt { .. })));
     // Nothing listens there: unreachable, a retryable error.
     let mut down = PgTarget::new(
-        &format!("postgres://postgres@127.0.0.1:{}/test", free_port()),
+        &format!("postgres://postgres@127.0.0.1:{}/test", common::free_port()),
         &cluster,
         |_| Ok(()),
     )

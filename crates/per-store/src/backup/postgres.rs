@@ -5,7 +5,7 @@
 //! SHA-256 of its bytes, checked on every [`get`](super::BackupTarget::get): damage at rest is
 //! [`BackupError::Corrupt`], never returned as data.
 
-use super::{BackupError, BackupTarget, ObjectInfo, PutOutcome};
+use super::target::{BackupError, BackupTarget, ObjectInfo, PutOutcome};
 use crate::pg_connect::{PgConnector, describe_pg_error};
 use postgres::Client;
 use sha2::{Digest, Sha256};
