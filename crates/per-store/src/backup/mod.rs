@@ -23,12 +23,14 @@
 //! holds plaintext, exactly like the data dir.
 //!
 //! [`local_objects`] lists what a data directory has to back up; [`sidecar_text`] and
-//! [`check_sidecar`] make and check sidecars over bytes in memory.
+//! [`check_sidecar`] make and check sidecars over bytes in memory. [`retention`] plans and applies
+//! remote retention: keep N days and at least M restore points, never breaking a chain.
 
 pub mod live;
 mod local;
 mod object_name;
 mod postgres;
+pub mod retention;
 mod s3;
 mod sidecar;
 mod target;

@@ -194,8 +194,9 @@ impl BackupTarget for PgTarget {
         self.with_client(|client, cluster| {
             let rows = client
                 .query(
-                    "SELECT name, octet_length(bytes)::bigint FROM per_backup_objects
-                     WHERE cluster = $1 ORDER BY name",
+                    "SELECT name, octet_length(bytes)::bigint,
+                            (extract(epoch FROM created_at) * 1000)::bigint
+                     FROM per_backup_objects WHERE cluster = $1 ORDER BY name",
                     &[&cluster],
                 )
                 .map_err(pg_unreachable)?;
@@ -204,6 +205,10 @@ impl BackupTarget for PgTarget {
                 .map(|row| ObjectInfo {
                     name: row.get(0),
                     bytes: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                    modified_ms: row
+                        .try_get::<_, i64>(2)
+                        .ok()
+                        .and_then(|ms| u64::try_from(ms).ok()),
                 })
                 .collect())
         })

@@ -222,6 +222,7 @@ impl BackupTarget for S3Target {
                 Some(ObjectInfo {
                     name,
                     bytes: meta.size,
+                    modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).ok(),
                 })
             })
             .collect();

@@ -8,6 +8,9 @@ pub struct ObjectInfo {
     pub name: String,
     /// Size in bytes.
     pub bytes: u64,
+    /// When the target stored it (ms since the Unix epoch), if it says: remote retention's
+    /// measure of age. `None` counts as new.
+    pub modified_ms: Option<u64>,
 }
 
 /// What a [`BackupTarget::put`] did.
@@ -91,6 +94,7 @@ pub trait BackupTarget: Send {
     fn get(&mut self, name: &str) -> Result<Vec<u8>, BackupError>;
     /// Every object, sorted by name.
     fn list(&mut self) -> Result<Vec<ObjectInfo>, BackupError>;
-    /// Removes `name` (absent is fine). The node never calls it: remote retention is manual.
+    /// Removes `name` (absent is fine). Only remote retention
+    /// ([`apply_remote_retention`](super::retention::apply_remote_retention)) calls it.
     fn delete(&mut self, name: &str) -> Result<(), BackupError>;
 }
