@@ -38,7 +38,7 @@
 //! The digest makes every part self-checking (one request per part, no sidecar); each frame
 //! inside still has its CRC32C (and its authentication tag when sealed).
 
-use super::sha256_hex;
+use super::sidecar::sha256_hex;
 use crate::crypto::EncryptionKey;
 use crate::wal::{HEADER_LEN, frame_bytes_max_for, open_frame_at, read_segment_header};
 use sha2::{Digest, Sha256};

@@ -5,7 +5,7 @@
 //! SHA-256 of its bytes, checked on every [`get`](super::BackupTarget::get): damage at rest is
 //! [`BackupError::Corrupt`], never returned as data.
 
-use super::{BackupError, BackupTarget, ObjectInfo, PutOutcome};
+use super::target::{BackupError, BackupTarget, ObjectInfo, PutOutcome};
 use crate::pg_connect::{PgConnector, describe_pg_error};
 use postgres::Client;
 use sha2::{Digest, Sha256};
@@ -194,8 +194,9 @@ impl BackupTarget for PgTarget {
         self.with_client(|client, cluster| {
             let rows = client
                 .query(
-                    "SELECT name, octet_length(bytes)::bigint FROM per_backup_objects
-                     WHERE cluster = $1 ORDER BY name",
+                    "SELECT name, octet_length(bytes)::bigint,
+                            (extract(epoch FROM created_at) * 1000)::bigint
+                     FROM per_backup_objects WHERE cluster = $1 ORDER BY name",
                     &[&cluster],
                 )
                 .map_err(pg_unreachable)?;
@@ -204,6 +205,10 @@ impl BackupTarget for PgTarget {
                 .map(|row| ObjectInfo {
                     name: row.get(0),
                     bytes: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                    modified_ms: row
+                        .try_get::<_, i64>(2)
+                        .ok()
+                        .and_then(|ms| u64::try_from(ms).ok()),
                 })
                 .collect())
         })

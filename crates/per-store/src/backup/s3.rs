@@ -7,7 +7,8 @@
 //! `<prefix>/`, which namespaces a cluster. Requests are bounded ([`S3_REQUEST_TIMEOUT`], two
 //! quick retries): the caller does the long backoff.
 
-use super::{BackupError, BackupTarget, ObjectInfo, PutOutcome, sha256_hex};
+use super::sidecar::sha256_hex;
+use super::target::{BackupError, BackupTarget, ObjectInfo, PutOutcome};
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
@@ -221,6 +222,7 @@ impl BackupTarget for S3Target {
                 Some(ObjectInfo {
                     name,
                     bytes: meta.size,
+                    modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).ok(),
                 })
             })
             .collect();

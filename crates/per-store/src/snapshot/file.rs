@@ -5,7 +5,8 @@ use super::format::{
     self, CRC, FORMAT_VERSION, HEADER_LEN, Header, SIDECAR_SUFFIX, TMP_SUFFIX,
     parse_snapshot_file_name, snapshot_file_name,
 };
-use super::{SnapshotFile, SnapshotKind, SnapshotMeta, WRITER_VERSION};
+use super::kind::SnapshotKind;
+use super::meta::{SnapshotFile, SnapshotMeta, WRITER_VERSION};
 use crate::crypto::{EncryptionKey, SEAL_OVERHEAD};
 use crate::storage::{RealStorage, Storage};
 use sha2::{Digest, Sha256};

@@ -4,7 +4,8 @@
 //! decoder.
 
 use super::error::HeaderDamage;
-use super::{SnapshotKind, SnapshotMeta};
+use super::kind::SnapshotKind;
+use super::meta::SnapshotMeta;
 use std::ffi::OsStr;
 
 /// Size of the fixed header in bytes; the body starts here.

@@ -2,8 +2,11 @@
 
 use super::error::{ChainBreak, SnapshotError, io_error};
 use super::file::{read_meta, sidecar_path, verify_sidecar};
-use super::format::{SIDECAR_SUFFIX, SNAP_SUFFIX, TMP_SUFFIX, parse_snapshot_file_name};
-use super::{SnapshotKind, SnapshotMeta, snapshot_file_name};
+use super::format::{
+    SIDECAR_SUFFIX, SNAP_SUFFIX, TMP_SUFFIX, parse_snapshot_file_name, snapshot_file_name,
+};
+use super::kind::SnapshotKind;
+use super::meta::SnapshotMeta;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;

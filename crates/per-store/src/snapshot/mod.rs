@@ -115,11 +115,16 @@
 //! records after it. [`plan_retention_keeping`] (what the node runs) also keeps the newest
 //! `full_kept_min` full snapshots ([`FULL_KEPT_MIN_DEFAULT`] = 2) with their whole chains:
 //! independent restore points, so one bad full file never leaves only the WAL.
+//!
+//! [`EncryptionKey::key_id`]: crate::crypto::EncryptionKey::key_id
+//! [`EncryptionKey::seal`]: crate::crypto::EncryptionKey::seal
 
 mod error;
 mod file;
 mod format;
+mod kind;
 mod list;
+mod meta;
 
 pub use error::{ChainBreak, HeaderDamage, SnapshotError};
 #[doc(hidden)]
@@ -128,77 +133,10 @@ pub use file::{
     read_meta, read_snapshot, sidecar_path, verify_sidecar, write_snapshot, write_snapshot_with,
 };
 pub use format::{FORMAT_VERSION, HEADER_LEN, MAGIC, parse_snapshot_file_name, snapshot_file_name};
+pub use kind::SnapshotKind;
 pub use list::{
     FULL_KEPT_MIN_DEFAULT, KEEP_RESTORE_POINTS_MIN_DEFAULT, ListedSnapshot, RetentionPlan,
     SnapshotListing, apply_retention, chain_for, cleanup_tmp, list_snapshots,
     list_snapshots_verified, plan_retention, plan_retention_keeping,
 };
-
-#[cfg(doc)]
-use crate::crypto::EncryptionKey;
-use std::fmt;
-use std::path::PathBuf;
-
-/// The writer version recorded in every header: this crate's version (the workspace's).
-pub const WRITER_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Full state image, or a change over a base snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SnapshotKind {
-    /// A complete state image; needs nothing else to restore. Sorts before a delta of the same seq.
-    Full,
-    /// A change over a base snapshot, named by its seq and inner checksum.
-    Delta,
-}
-
-impl SnapshotKind {
-    /// `"full"` or `"delta"`, as in file names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SnapshotKind::Full => "full",
-            SnapshotKind::Delta => "delta",
-        }
-    }
-}
-
-impl fmt::Display for SnapshotKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A snapshot's header, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotMeta {
-    /// Full or delta.
-    pub kind: SnapshotKind,
-    /// The last sequence number included.
-    pub seq: u64,
-    /// Epoch of the writer.
-    pub epoch: u64,
-    /// Delta: the seq of the snapshot it applies on. Full: `None`.
-    pub base_seq: Option<u64>,
-    /// Delta: that snapshot's inner checksum. Full: `None`.
-    pub base_checksum: Option<[u8; 32]>,
-    /// Creation time, ms since the Unix epoch, as given by the writer.
-    pub created_ms: u64,
-    /// Version of the binary that wrote it.
-    pub writer_version: String,
-    /// Id of the key the body is sealed with; `None` when plaintext.
-    pub key_id: Option<[u8; 8]>,
-    /// SHA-256 of the plaintext body.
-    pub inner_checksum: [u8; 32],
-    /// File format version.
-    pub format_version: u16,
-}
-
-/// A snapshot just written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotFile {
-    /// Its path, `<dir>/<seq:020>-<full|delta>.snap`.
-    pub path: PathBuf,
-    /// Its header.
-    pub meta: SnapshotMeta,
-    /// File length in bytes.
-    pub bytes: u64,
-}
+pub use meta::{SnapshotFile, SnapshotMeta, WRITER_VERSION};

@@ -5,8 +5,8 @@
 //! form through [`read_segment_bytes`], and [`check_duplicate`] settles the one crash window where
 //! both exist.
 
+use super::dir::list_dir;
 use super::error::{CorruptionKind, WalError, io_error};
-use super::recovery::list_dir;
 use super::segment::{
     self, DirEntryKind, SegmentHeader, TMP_SUFFIX, classify_file_name, compressed_segment_file_name,
 };

@@ -170,18 +170,24 @@
 //! [`Wal::fail_group_syncs_after`] does the same without the environment.
 
 mod compress;
+mod dir;
 mod error;
 mod frame;
+mod options;
 mod reader;
 mod recovery;
 mod retention;
 mod segment;
 mod tail_access;
+mod types;
 mod writer;
 
 pub use compress::compress_sealed;
 pub use error::{
     ClusterIdHex, CorruptionKind, FrameDamage, HeaderDamage, InvalidGroupReason, KeyIdHex, WalError,
+};
+pub use options::{
+    RECORD_BYTES_MAX_DEFAULT, SEGMENT_AGE_MAX_DEFAULT, SEGMENT_BYTES_MAX_DEFAULT, WalOptions,
 };
 pub use retention::{
     RETENTION_AGE_MIN_DEFAULT, SegmentInfo, delete_segments, first_seq_on_disk, list_segments,
@@ -194,193 +200,5 @@ pub use segment::{
 pub use tail_access::{
     FrameUnauthenticated, frame_bytes_max_for, open_frame_at, read_segment_header,
 };
+pub use types::{AppendStats, FramePos, RecoveredFrame, Recovery, SegmentSummary, TornTail};
 pub use writer::{FAILPOINT_FSYNC_AFTER_ENV, Wal};
-
-use crate::crypto::EncryptionKey;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Default for [`WalOptions::segment_bytes_max`]: 64 MiB keeps recovery reads and archive uploads
-/// of one segment short.
-pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
-/// Default for [`WalOptions::record_bytes_max`]: 1 MiB, far above any transaction record, so a
-/// larger length prefix can only be damage.
-pub const RECORD_BYTES_MAX_DEFAULT: u32 = 1024 * 1024;
-/// Default for [`WalOptions::segment_age_max`]: daily rotation.
-pub const SEGMENT_AGE_MAX_DEFAULT: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// How to open a WAL directory. Limits are explicit so damage cannot masquerade as a huge record.
-///
-/// Equality compares the key by its id.
-#[derive(Debug, Clone)]
-pub struct WalOptions {
-    /// The WAL directory, `<data-dir>/wal`. Created if missing.
-    pub dir: PathBuf,
-    /// Rotate when appending a group would grow a non-empty segment past this many bytes. A single
-    /// group larger than this still goes into one (fresh) segment: groups never span segments.
-    pub segment_bytes_max: u64,
-    /// Written into each segment header; recovery refuses a segment of another cluster, so a backup
-    /// restored into the wrong node cannot be replayed by accident.
-    pub cluster_id: [u8; 16],
-    /// Fencing epoch written into the header of new segments (see [`Wal::set_epoch`]).
-    pub epoch: u64,
-    /// Longest record accepted, in bytes (of plaintext). A frame whose length prefix exceeds it
-    /// (plus the seal, in an encrypted segment) is damage.
-    pub record_bytes_max: u32,
-    /// Encryption at rest: with a key, new segments are encrypted with it and encrypted segments
-    /// can be read; plaintext segments stay readable either way. `None` writes plaintext and
-    /// refuses encrypted segments ([`WalError::KeyRequired`]).
-    pub key: Option<Arc<EncryptionKey>>,
-    /// Rotate a non-empty segment at the next group boundary once it is this old (by the creation
-    /// time in its header). `None` rotates by size only.
-    pub segment_age_max: Option<Duration>,
-    /// Recovery reads only what replay after this seq needs: a sealed segment whose successor's
-    /// first seq is ≤ `replay_from_seq + 1` holds nothing after it and is not opened at all (it is
-    /// listed in [`Recovery::segments`] with [`SegmentSummary::skipped`]; its name suffices). 0
-    /// (the default) reads every segment, as the verify verbs do. Start-up sets it to the newest
-    /// valid snapshot's seq, so restart cost follows the distance from the snapshot, not the
-    /// retained WAL.
-    pub replay_from_seq: u64,
-}
-
-impl PartialEq for WalOptions {
-    fn eq(&self, other: &Self) -> bool {
-        self.dir == other.dir
-            && self.segment_bytes_max == other.segment_bytes_max
-            && self.cluster_id == other.cluster_id
-            && self.epoch == other.epoch
-            && self.record_bytes_max == other.record_bytes_max
-            && self.key.as_ref().map(|key| key.key_id())
-                == other.key.as_ref().map(|key| key.key_id())
-            && self.segment_age_max == other.segment_age_max
-            && self.replay_from_seq == other.replay_from_seq
-    }
-}
-
-impl Eq for WalOptions {}
-
-impl WalOptions {
-    /// Options with the default limits, no encryption and daily rotation.
-    pub fn new(dir: impl Into<PathBuf>, cluster_id: [u8; 16], epoch: u64) -> Self {
-        WalOptions {
-            dir: dir.into(),
-            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
-            cluster_id,
-            epoch,
-            record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
-            key: None,
-            segment_age_max: Some(SEGMENT_AGE_MAX_DEFAULT),
-            replay_from_seq: 0,
-        }
-    }
-}
-
-/// Where a frame lives: for error messages, and to tell [`Wal::truncate_after`] where to cut.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FramePos {
-    /// The segment file.
-    pub segment: PathBuf,
-    /// The first seq in the segment's name (identifies the segment).
-    pub segment_first_seq: u64,
-    /// Byte offset of the frame's length prefix within the segment.
-    pub offset: u64,
-    /// Byte offset just after the frame's CRC (where the next frame starts).
-    pub end: u64,
-}
-
-/// One intact record read back by recovery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecoveredFrame {
-    /// The record bytes exactly as appended (plaintext, also from an encrypted segment).
-    pub data: Vec<u8>,
-    /// Where it was found.
-    pub pos: FramePos,
-}
-
-/// The damaged end of the last segment: bytes that were never acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TornTail {
-    /// The (last) segment file.
-    pub segment: PathBuf,
-    /// The first seq in its name.
-    pub segment_first_seq: u64,
-    /// Offset of the first damaged byte; [`Wal::open`] truncates the segment to this length.
-    pub offset: u64,
-    /// How many bytes were (or, for [`Wal::scan`], would be) cut.
-    pub bytes: u64,
-    /// Why the frame at `offset` is not intact.
-    pub damage: FrameDamage,
-    /// The `.broken` copy of the cut bytes; `None` from [`Wal::scan`], which changes nothing.
-    pub broken_copy: Option<PathBuf>,
-}
-
-/// What one segment held, for verify verbs and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentSummary {
-    /// The segment file.
-    pub path: PathBuf,
-    /// First seq from its name and header.
-    pub first_seq: u64,
-    /// Epoch from its header.
-    pub epoch: u64,
-    /// Intact frames in it.
-    pub frames: usize,
-    /// Bytes up to the end of the last intact frame (the header length if it holds none).
-    pub intact_bytes: u64,
-    /// Segment length as found, before any torn tail was cut (decompressed, for a `.wal.zst`).
-    pub file_bytes: u64,
-    /// Whether `path` is a compressed `.wal.zst`.
-    pub compressed: bool,
-    /// Id of the key its frames are sealed with; `None` for a plaintext segment.
-    pub key_id: Option<[u8; 8]>,
-    /// Creation time from its header (ms since the Unix epoch); `None` for segments written before
-    /// the field existed.
-    pub created_ms: Option<u64>,
-    /// Not read because it lies wholly at or before [`WalOptions::replay_from_seq`]: `frames` is 0,
-    /// `epoch` 0, `key_id`/`created_ms` `None`, and `intact_bytes`/`file_bytes` are the file's size
-    /// on disk. Its damage, if any, is found by the verify verbs (which read everything).
-    pub skipped: bool,
-}
-
-/// The result of reading a WAL directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// Every intact frame, in order, across segments.
-    pub frames: Vec<RecoveredFrame>,
-    /// What was cut off the end of the last segment (or would be, from [`Wal::scan`]).
-    pub torn_tail: Option<TornTail>,
-    /// Every segment read, in order.
-    pub segments: Vec<SegmentSummary>,
-    /// Files in the directory that are neither segments, `.broken` copies nor `.tmp` leftovers.
-    pub unknown_files: Vec<PathBuf>,
-    /// Leftover `.tmp` files from unfinished segment creations ([`Wal::open`] deleted them).
-    pub tmp_files: Vec<PathBuf>,
-    /// `.broken` copies left by earlier recoveries or truncations (this recovery's own copy is in
-    /// [`TornTail::broken_copy`]); kept until an operator removes them.
-    pub broken_files: Vec<PathBuf>,
-    /// `.wal.zst` files found beside their `.wal` with identical content (an interrupted
-    /// compression); [`Wal::open`] deleted them, [`Wal::scan`] only reports them.
-    pub duplicate_compressed: Vec<PathBuf>,
-}
-
-impl Recovery {
-    /// First seq of the oldest segment read: "the WAL starts at seq N" (`None` if there is none).
-    /// Above 1 when retention deleted older segments; then a snapshot must cover the prefix.
-    pub fn first_seq(&self) -> Option<u64> {
-        self.segments.first().map(|segment| segment.first_seq)
-    }
-}
-
-/// What one [`Wal::append_group`] did, for metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppendStats {
-    /// Bytes written (frames, including their length prefixes and CRCs).
-    pub bytes: u64,
-    /// Time spent in the group's `fdatasync`.
-    pub sync_duration: Duration,
-    /// Whether the previous segment was sealed and a new one started for this group.
-    pub segment_rotated: bool,
-    /// The segment sealed by this rotation (ready to archive), if any.
-    pub sealed_segment: Option<PathBuf>,
-}

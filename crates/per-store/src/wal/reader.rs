@@ -6,9 +6,9 @@
 //! The one verdict taken here is [`CorruptionKind::Unauthenticated`]: a frame whose CRC32C matches
 //! cannot be a torn write, wherever it sits.
 
-use super::WalOptions;
 use super::error::{ClusterIdHex, CorruptionKind, FrameDamage, HeaderDamage, KeyIdHex, WalError};
 use super::frame;
+use super::options::WalOptions;
 use super::segment::{FORMAT_VERSION, HEADER_LEN, HeaderError, SegmentHeader};
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 //! [`list_segments`] describes the directory, [`plan_wal_retention`] decides (a pure function, so the
 //! policy is tested without a clock or a disk), and [`delete_segments`] deletes, oldest first.
 
+use super::dir::list_dir;
 use super::error::{WalError, io_error};
-use super::recovery::list_dir;
 use super::segment::{self, DirEntryKind, classify_file_name, compressed_segment_file_name};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

@@ -3,11 +3,13 @@
 //! One group is one buffer (reused across groups), one `write_all` and one `fdatasync`. Any I/O
 //! failure poisons the writer for good.
 
+use super::dir::list_dir;
 use super::error::{InvalidGroupReason, WalError, io_error};
 use super::frame::{self, FRAME_OVERHEAD};
+use super::options::WalOptions;
 use super::recovery;
 use super::segment::{self, HEADER_LEN, SegmentHeader};
-use super::{AppendStats, FramePos, Recovery, SegmentSummary, WalOptions};
+use super::types::{AppendStats, FramePos, Recovery, SegmentSummary};
 use crate::crypto::{EncryptionKey, SEAL_OVERHEAD};
 use crate::storage::{RealStorage, SharedStorage, Storage, StorageFile};
 use std::fs::{File, TryLockError};
@@ -693,7 +695,7 @@ fn create_dir_durably(dir: &Path) -> Result<(), WalError> {
 /// segment and `.broken` copy, drops their cached pages (best effort) so recovery reads what the
 /// device holds, then fsyncs the directory. A failed sync is [`WalError::SyncAtOpen`].
 fn make_durable_at_open(storage: &dyn Storage, dir: &Path) -> Result<(), WalError> {
-    let listing = recovery::list_dir(dir)?;
+    let listing = list_dir(dir)?;
     let files = listing
         .segments
         .iter()
