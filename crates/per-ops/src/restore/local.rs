@@ -89,7 +89,7 @@ pub fn restore_local(data: &DataDir, plan: &RestorePlan) -> Result<Report, Proce
     let snapshots_dir = data.snapshots_dir();
     let wal_dir = data.wal_dir();
 
-    let chosen = match choose(&data, &plan.file) {
+    let chosen = match choose(data, &plan.file) {
         Ok(chosen) => chosen,
         Err(error) => {
             let out = json!({ "ok": false, "dry_run": plan.dry_run, "source_file": plan.file, "error": error });

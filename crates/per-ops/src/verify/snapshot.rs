@@ -85,7 +85,7 @@ pub fn verify_snapshots(data: &DataDir, files: &[PathBuf]) -> Result<Report, Pro
             i + 1,
             files.len()
         ));
-        let checked = check(&data, file)?;
+        let checked = check(data, file)?;
         let seq = checked.meta.as_ref().map(|m| m.seq);
         let kind = checked.meta.as_ref().map(|m| m.kind.as_str());
         let mut entry = json!({

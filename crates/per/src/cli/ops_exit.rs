@@ -112,11 +112,14 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_exit_wins() {
-        let error = anyhow::Error::new(NodeError::Unreachable("x".into())).context(Exit {
+    fn an_explicit_exit_is_left_alone() {
+        let error = anyhow::Error::new(Exit {
             code: 4,
             message: "refused".into(),
-        });
-        assert_eq!(crate::cli::exit::exit_code_of(&lift(error)), 4);
+        })
+        .context("while restoring");
+        let lifted = lift(error);
+        assert_eq!(crate::cli::exit::exit_code_of(&lifted), 4);
+        assert_eq!(format!("{lifted:#}"), "while restoring: refused");
     }
 }
