@@ -1,7 +1,7 @@
 //! What the recovery-toolbox verbs share on the command line: the data-dir, backup and node flags
 //! (clap argument groups), and output (one JSON document on stdout, or human text; progress on
-//! stderr only when it is a terminal). The procedures themselves live in `per_ops`; the items
-//! re-exported here keep the older paths working for verbs that still use them.
+//! stderr only when it is a terminal), and printing a procedure's report. The procedures
+//! themselves live in `per_ops`; each verb calls one of them.
 
 use crate::cli::exit::Exit;
 use anyhow::Context;
@@ -11,19 +11,7 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 
-pub use per_ops::data_dir::{Access, recovery_exit_code};
-pub use per_ops::files::{
-    Replaced, Stage, copy_file_synced, path_json, same_path, sha256_file, sync_dir, unix_secs,
-    with_suffix, write_sidecar_for,
-};
-pub use per_ops::node_client::NodeClient as Node;
 pub use per_ops::report::progress;
-pub use per_ops::snapshot_ref::{SnapshotRef, resolve_snapshot};
-pub use per_ops::version::{Format, Version, readable_by};
-pub use per_ops::wal_read::{
-    Damage, Decoded, WalRead, decode_prefix, read_wal, segment_first_seq, seq_range,
-    transactions_after,
-};
 
 /// The data directory a verb works on (flattened into every verb).
 #[derive(Debug, Clone, Args)]
@@ -93,6 +81,16 @@ impl NodeArgs {
         self.url
             .clone()
             .unwrap_or_else(|| format!("http://{}", per_node::config::DEFAULT_LISTEN))
+    }
+
+    /// A client of the node at `url` (`data_dir` holds `admin.token` when no token is given).
+    pub fn client(
+        &self,
+        url: &str,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<per_ops::node_client::NodeClient> {
+        per_ops::node_client::NodeClient::new(url, &self.admin_token(), data_dir)
+            .map_err(ops_exit::ops)
     }
 
     /// Where the admin token comes from (`--admin-token`, else `--admin-token-file`).

@@ -6,7 +6,7 @@
 //! 1 if writes are still in flight after `--timeout-secs`, 2 bad token, 3 node unreachable.
 //! `per drain --resume` (`POST /admin/resume`) takes writes again.
 
-use crate::cli::common::{Node, NodeArgs, finish, ops_exit};
+use crate::cli::common::{NodeArgs, finish, ops_exit};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,7 +41,7 @@ pub fn exec(args: DrainArgs) -> anyhow::Result<ExitCode> {
         .url
         .clone()
         .unwrap_or_else(|| DEFAULT_URL.to_owned());
-    let node = Node::new(&url, &args.node.admin_token(), &args.data_dir).map_err(ops_exit::ops)?;
+    let node = args.node.client(&url, &args.data_dir)?;
     let report = if args.resume {
         per_ops::drain::resume(&node)
     } else {

@@ -5,7 +5,7 @@
 //! "settlement"}` (CONTRACT.md). `--all` lists every unsettled batch (sealed, submitted, queued).
 //! Exit 0 (also when none is queued), 2 bad token, 3 node unreachable.
 
-use crate::cli::common::{Node, NodeArgs, finish, ops_exit};
+use crate::cli::common::{NodeArgs, finish, ops_exit};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,12 +29,9 @@ pub struct ListQueuedBatchesArgs {
 
 /// Lists the batches ([`per_ops::batches::list`]).
 pub fn exec(args: ListQueuedBatchesArgs) -> anyhow::Result<ExitCode> {
-    let node = Node::new(
-        &args.node.url_or_default(),
-        &args.node.admin_token(),
-        &args.data_dir,
-    )
-    .map_err(ops_exit::ops)?;
+    let node = args
+        .node
+        .client(&args.node.url_or_default(), &args.data_dir)?;
     let report = per_ops::batches::list(&node, args.all).map_err(ops_exit::ops)?;
     finish(args.json, report)
 }

@@ -6,7 +6,7 @@
 //! Exit 0 queued, 1 refused (unknown or settled batch), 2 usage/bad token, 3 node unreachable,
 //! 4 not the primary.
 
-use crate::cli::common::{Node, NodeArgs, finish, ops_exit};
+use crate::cli::common::{NodeArgs, finish, ops_exit};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,12 +33,9 @@ pub struct RequeueBatchArgs {
 
 /// Requeues the batch ([`per_ops::batches::requeue`]).
 pub fn exec(args: RequeueBatchArgs) -> anyhow::Result<ExitCode> {
-    let node = Node::new(
-        &args.node.url_or_default(),
-        &args.node.admin_token(),
-        &args.data_dir,
-    )
-    .map_err(ops_exit::ops)?;
+    let node = args
+        .node
+        .client(&args.node.url_or_default(), &args.data_dir)?;
     let report =
         per_ops::batches::requeue(&node, args.batch_id, &args.reason).map_err(ops_exit::ops)?;
     finish(args.json, report)

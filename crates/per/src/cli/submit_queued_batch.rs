@@ -8,7 +8,7 @@
 //! Exit 0 settled, 1 queued again or not settled within `--timeout-secs`, 2 usage/bad token,
 //! 3 node unreachable, 4 refused (settlement disabled or blocked, not the primary).
 
-use crate::cli::common::{Node, NodeArgs, finish, ops_exit};
+use crate::cli::common::{NodeArgs, finish, ops_exit};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,12 +35,9 @@ pub struct SubmitQueuedBatchArgs {
 
 /// Releases the batch and waits for its outcome ([`per_ops::batches::submit`]).
 pub fn exec(args: SubmitQueuedBatchArgs) -> anyhow::Result<ExitCode> {
-    let node = Node::new(
-        &args.node.url_or_default(),
-        &args.node.admin_token(),
-        &args.data_dir,
-    )
-    .map_err(ops_exit::ops)?;
+    let node = args
+        .node
+        .client(&args.node.url_or_default(), &args.data_dir)?;
     let report =
         per_ops::batches::submit(&node, args.batch_id, args.timeout_secs).map_err(ops_exit::ops)?;
     finish(args.json, report)
