@@ -1,6 +1,8 @@
 //! The procedures on a fresh (empty) data directory, called as library functions: each ends with
 //! the report or the typed error (and so the exit code) the contract gives the verb.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use per_ops::data_dir::DataDir;
 use per_ops::error::ProcedureError;
 use std::path::Path;
