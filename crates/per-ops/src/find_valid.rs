@@ -4,13 +4,11 @@
 
 use crate::data_dir::{Access, DataDir};
 use crate::error::ProcedureError;
-use crate::files::path_json;
 use crate::node_client::AdminToken;
 use crate::report::{Report, progress};
 use per_core::TreeCheck;
 use per_node::node::recovery;
 use per_store::snapshot;
-use serde_json::{Value, json};
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
@@ -25,7 +23,30 @@ pub struct FindValidPlan {
     pub token: AdminToken,
 }
 
-/// Searches: `{snapshot, seq, checked: [{path, valid, error?}]}`; exit 1 when none is valid.
+/// What the search found (`--json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FindValidReport {
+    /// The newest valid restore point, if any.
+    pub snapshot: Option<String>,
+    /// Its seq.
+    pub seq: Option<u64>,
+    /// Every snapshot checked, newest first.
+    pub checked: Vec<CheckedSnapshot>,
+}
+
+/// One snapshot checked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckedSnapshot {
+    /// The file.
+    pub path: String,
+    /// Whether its whole chain loads.
+    pub valid: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Searches: [`FindValidReport`]; exit 1 when none is valid.
 pub fn find_valid(data: &DataDir, plan: &FindValidPlan) -> Result<Report, ProcedureError> {
     let _access = Access::acquire(data, plan.url.as_deref(), &plan.token)?;
     data.require_key_for_data_dir()?;
@@ -53,7 +74,11 @@ pub fn find_valid(data: &DataDir, plan: &FindValidPlan) -> Result<Report, Proced
         ));
         let result =
             recovery::load_chain_exact(&dir, &entry.path, data.key(), data.state_limits(), check);
-        let mut item = json!({ "path": path_json(&entry.path), "valid": result.is_ok() });
+        let mut item = CheckedSnapshot {
+            path: entry.path.display().to_string(),
+            valid: result.is_ok(),
+            error: None,
+        };
         match &result {
             Ok((loaded, _)) => {
                 human.push_str(&format!(
@@ -66,7 +91,7 @@ pub fn find_valid(data: &DataDir, plan: &FindValidPlan) -> Result<Report, Proced
                 }
             }
             Err(error) => {
-                item["error"] = Value::String(error.clone());
+                item.error = Some(error.clone());
                 human.push_str(&format!("✗ {}: {error}\n", entry.path.display()));
             }
         }
@@ -75,22 +100,55 @@ pub fn find_valid(data: &DataDir, plan: &FindValidPlan) -> Result<Report, Proced
             break;
         }
     }
-    let out = match &found {
-        Some((path, seq)) => {
-            human.push_str(&format!(
-                "newest valid restore point: {} (seq {seq})\n",
-                path.display()
-            ));
-            json!({ "snapshot": path_json(path), "seq": seq, "checked": checked })
-        }
-        None => {
-            human.push_str(&format!(
-                "no valid restore point in {} ({} checked)\n",
-                dir.display(),
-                checked.len()
-            ));
-            json!({ "snapshot": null, "seq": null, "checked": checked })
-        }
+    match &found {
+        Some((path, seq)) => human.push_str(&format!(
+            "newest valid restore point: {} (seq {seq})\n",
+            path.display()
+        )),
+        None => human.push_str(&format!(
+            "no valid restore point in {} ({} checked)\n",
+            dir.display(),
+            checked.len()
+        )),
+    }
+    let report = FindValidReport {
+        snapshot: found.as_ref().map(|(path, _)| path.display().to_string()),
+        seq: found.as_ref().map(|(_, seq)| *seq),
+        checked,
     };
-    Ok(Report::ok_if(found.is_some(), out, human))
+    Report::typed(u8::from(found.is_none()), &report, human)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_report_has_the_contract_shape() {
+        let report = FindValidReport {
+            snapshot: None,
+            seq: None,
+            checked: vec![
+                CheckedSnapshot {
+                    path: "a".into(),
+                    valid: false,
+                    error: Some("bad".into()),
+                },
+                CheckedSnapshot {
+                    path: "b".into(),
+                    valid: true,
+                    error: None,
+                },
+            ],
+        };
+        let value = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            value,
+            json!({"snapshot": null, "seq": null, "checked": [
+                {"path": "a", "valid": false, "error": "bad"},
+                {"path": "b", "valid": true},
+            ]})
+        );
+    }
 }

@@ -42,6 +42,19 @@ impl Report {
         }
     }
 
+    /// A report whose JSON is `value` serialized (keys sorted, as `serde_json::Value` keeps them),
+    /// ending with `exit`.
+    pub fn typed<T: serde::Serialize>(
+        exit: u8,
+        value: &T,
+        human: String,
+    ) -> Result<Report, crate::error::ProcedureError> {
+        let json = serde_json::to_value(value).map_err(|e| {
+            crate::error::ProcedureError::Problem(format!("cannot encode the report: {e}"))
+        })?;
+        Ok(Report::with_exit(exit, json, human))
+    }
+
     /// A report printed before the verb fails with `exit` and `message` on stderr.
     pub fn failing(exit: u8, message: String, json: Value, human: String) -> Report {
         Report {

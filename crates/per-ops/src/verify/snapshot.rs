@@ -5,14 +5,45 @@
 
 use crate::data_dir::{DataDir, KeyError};
 use crate::error::ProcedureError;
-use crate::files::path_json;
 use crate::report::{Report, progress};
 use crate::snapshot_ref::resolve_snapshot;
 use per_core::{StateDelta, StateImage, TreeCheck};
 use per_node::node::recovery;
 use per_store::snapshot::{self, SnapshotKind, SnapshotMeta};
-use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+
+/// What `verify_snapshot` found (`--json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifySnapshotsReport {
+    /// Every file is valid.
+    pub ok: bool,
+    /// `<path>: <error>` for each invalid file.
+    pub problems: Vec<String>,
+    /// One entry per file, in the order given.
+    pub snapshots: Vec<VerifiedSnapshot>,
+}
+
+/// One file's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifiedSnapshot {
+    /// The file as named.
+    pub path: String,
+    /// Whether it and its whole chain are valid.
+    pub valid: bool,
+    /// Its seq, when its header reads.
+    pub seq: Option<u64>,
+    /// `full` or `delta`, when its header reads.
+    pub kind: Option<&'static str>,
+    /// The rebuilt root (valid files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// The chain's files (valid files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Vec<String>>,
+    /// What is wrong (invalid files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 /// The outcome for one file.
 struct Checked {
@@ -71,8 +102,7 @@ fn check(data: &DataDir, file: &Path) -> Result<Checked, ProcedureError> {
     Ok(Checked { meta, result })
 }
 
-/// Verifies every file of `files`: `{ok, problems, snapshots: [{path, valid, seq, kind, root?,
-/// chain?, error?}]}`; exit 1 unless every file is valid.
+/// Verifies every file of `files`: [`VerifySnapshotsReport`]; exit 1 unless every file is valid.
 pub fn verify_snapshots(data: &DataDir, files: &[PathBuf]) -> Result<Report, ProcedureError> {
     data.require_key_for(files.iter().map(PathBuf::as_path))?;
     let mut problems = Vec::new();
@@ -88,16 +118,19 @@ pub fn verify_snapshots(data: &DataDir, files: &[PathBuf]) -> Result<Report, Pro
         let checked = check(data, file)?;
         let seq = checked.meta.as_ref().map(|m| m.seq);
         let kind = checked.meta.as_ref().map(|m| m.kind.as_str());
-        let mut entry = json!({
-            "path": path_json(file),
-            "valid": checked.result.is_ok(),
-            "seq": seq,
-            "kind": kind,
-        });
+        let mut entry = VerifiedSnapshot {
+            path: file.display().to_string(),
+            valid: checked.result.is_ok(),
+            seq,
+            kind,
+            root: None,
+            chain: None,
+            error: None,
+        };
         match &checked.result {
             Ok((root, chain)) => {
-                entry["root"] = Value::String(root.clone());
-                entry["chain"] = chain.iter().map(|p| path_json(p)).collect();
+                entry.root = Some(root.clone());
+                entry.chain = Some(chain.iter().map(|p| p.display().to_string()).collect());
                 human.push_str(&format!(
                     "✓ valid: {} (seq {}, {}, root {root}, chain of {})\n",
                     file.display(),
@@ -107,7 +140,7 @@ pub fn verify_snapshots(data: &DataDir, files: &[PathBuf]) -> Result<Report, Pro
                 ));
             }
             Err(error) => {
-                entry["error"] = Value::String(error.clone());
+                entry.error = Some(error.clone());
                 problems.push(format!("{}: {error}", file.display()));
                 human.push_str(&format!("✗ invalid: {}: {error}\n", file.display()));
             }
@@ -120,6 +153,51 @@ pub fn verify_snapshots(data: &DataDir, files: &[PathBuf]) -> Result<Report, Pro
     } else {
         "some snapshots are invalid\n"
     });
-    let out = json!({ "ok": ok, "problems": problems, "snapshots": snapshots });
-    Ok(Report::ok_if(ok, out, human))
+    let report = VerifySnapshotsReport {
+        ok,
+        problems,
+        snapshots,
+    };
+    Report::typed(u8::from(!ok), &report, human)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_report_has_the_contract_shape() {
+        let report = VerifySnapshotsReport {
+            ok: false,
+            problems: vec!["x: bad".into()],
+            snapshots: vec![
+                VerifiedSnapshot {
+                    path: "x".into(),
+                    valid: false,
+                    seq: None,
+                    kind: None,
+                    root: None,
+                    chain: None,
+                    error: Some("bad".into()),
+                },
+                VerifiedSnapshot {
+                    path: "y".into(),
+                    valid: true,
+                    seq: Some(3),
+                    kind: Some("full"),
+                    root: Some("0x1".into()),
+                    chain: Some(vec!["y".into()]),
+                    error: None,
+                },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            json!({"ok": false, "problems": ["x: bad"], "snapshots": [
+                {"path": "x", "valid": false, "seq": null, "kind": null, "error": "bad"},
+                {"path": "y", "valid": true, "seq": 3, "kind": "full", "root": "0x1", "chain": ["y"]},
+            ]})
+        );
+    }
 }
