@@ -8,6 +8,43 @@ use crate::report::Report;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+/// `list_queued_batches --json` (CONTRACT.md): the batches as the node lists them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchList {
+    /// `{batch_id, state, seq_first, seq_last, reason?, …}` per batch.
+    pub batches: Vec<Value>,
+    /// The node's settlement state (`disabled`, `ok`, …).
+    pub settlement: Value,
+}
+
+/// `requeue_batch --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Requeued {
+    /// Always true (failures are errors).
+    pub ok: bool,
+    /// The batch.
+    pub batch_id: u64,
+    /// `queued`.
+    pub state: &'static str,
+    /// The WAL seq of the decision.
+    pub seq: Value,
+}
+
+/// `submit_queued_batch --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submitted {
+    /// Settled (or not waited for).
+    pub ok: bool,
+    /// The batch.
+    pub batch_id: u64,
+    /// Its last known state.
+    pub state: String,
+    /// Why it was queued again, if it was.
+    pub reason: Value,
+    /// Seconds from the release to the outcome.
+    pub elapsed_secs: f64,
+}
+
 /// Maps an admin batch call's failure: not the primary or L1 unavailable is a refusal (exit 4),
 /// anything else a problem (exit 1).
 pub fn batch_call_result(status: u16, body: &Value) -> Result<(), ProcedureError> {
@@ -64,11 +101,11 @@ pub fn list(node: &NodeClient, all: bool) -> Result<Report, ProcedureError> {
         "settlement: {}",
         body["settlement"].as_str().unwrap_or("?")
     ));
-    Ok(Report::with_exit(
-        0,
-        json!({ "batches": batches, "settlement": body["settlement"] }),
-        human.trim_end().to_owned(),
-    ))
+    let list = BatchList {
+        batches,
+        settlement: body["settlement"].clone(),
+    };
+    Report::typed(0, &list, human.trim_end().to_owned())
 }
 
 /// Parks batch `batch_id` as queued with `reason` (≤ 256 bytes, else a usage error).
@@ -85,11 +122,13 @@ pub fn requeue(node: &NodeClient, batch_id: u64, reason: &str) -> Result<Report,
         Some(&json!({ "reason": reason })),
     )?;
     batch_call_result(status, &body)?;
-    Ok(Report::with_exit(
-        0,
-        json!({ "ok": true, "batch_id": batch_id, "state": "queued", "seq": body["seq"] }),
-        format!("batch {batch_id} queued ({reason})"),
-    ))
+    let requeued = Requeued {
+        ok: true,
+        batch_id,
+        state: "queued",
+        seq: body["seq"].clone(),
+    };
+    Report::typed(0, &requeued, format!("batch {batch_id} queued ({reason})"))
 }
 
 /// Releases queued batch `batch_id` and waits up to `timeout_secs` (0: not at all) until it
@@ -135,17 +174,15 @@ pub fn submit(
         ),
         _ => format!("batch {batch_id} is {state}"),
     };
-    Ok(Report::ok_if(
-        settled || !waited,
-        json!({
-            "ok": settled || !waited,
-            "batch_id": batch_id,
-            "state": state,
-            "reason": reason,
-            "elapsed_secs": started.elapsed().as_secs_f64(),
-        }),
-        human,
-    ))
+    let ok = settled || !waited;
+    let submitted = Submitted {
+        ok,
+        batch_id,
+        state,
+        reason,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    };
+    Report::typed(u8::from(!ok), &submitted, human)
 }
 
 #[cfg(test)]
@@ -161,5 +198,38 @@ mod tests {
         );
         let other = batch_call_result(404, &json!({"error": "UnknownBatch", "message": "x"}));
         assert_eq!(other.map_err(|e| e.exit_code()).err(), Some(1));
+    }
+
+    #[test]
+    fn reports_have_the_contract_shapes() {
+        let list = BatchList {
+            batches: vec![json!({"batch_id": 1, "state": "queued"})],
+            settlement: json!("ok"),
+        };
+        assert_eq!(
+            serde_json::to_value(&list).unwrap(),
+            json!({"batches": [{"batch_id": 1, "state": "queued"}], "settlement": "ok"})
+        );
+        let requeued = Requeued {
+            ok: true,
+            batch_id: 4,
+            state: "queued",
+            seq: json!(17),
+        };
+        assert_eq!(
+            serde_json::to_value(&requeued).unwrap(),
+            json!({"ok": true, "batch_id": 4, "state": "queued", "seq": 17})
+        );
+        let submitted = Submitted {
+            ok: false,
+            batch_id: 4,
+            state: "queued".into(),
+            reason: json!("RPC_FAILURE"),
+            elapsed_secs: 0.5,
+        };
+        assert_eq!(
+            serde_json::to_value(&submitted).unwrap(),
+            json!({"ok": false, "batch_id": 4, "state": "queued", "reason": "RPC_FAILURE", "elapsed_secs": 0.5})
+        );
     }
 }
