@@ -5,13 +5,13 @@
 
 use crate::data_dir::{DataDir, recovery_exit_code};
 use crate::error::ProcedureError;
-use crate::files::{Stage, copy_file_synced, path_json, sha256_file, sync_dir, write_sidecar_for};
+use crate::files::{Stage, copy_file_synced, sha256_file, sync_dir, write_sidecar_for};
 use crate::node_client::{AdminToken, NodeClient};
 use crate::report::{Report, progress};
 use per_core::StateImage;
 use per_node::node::recovery::{self, RootCheck};
 use per_store::snapshot::{self, SnapshotKind};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// What to capture and where.
@@ -25,19 +25,45 @@ pub struct CapturePlan {
     pub token: AdminToken,
 }
 
-/// Captures a full snapshot: `{path, seq, kind, bytes, root, online, existing?, output?,
-/// output_sidecar?, ok}`.
+/// `capture_snapshot --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Captured {
+    /// Always true (failures are errors).
+    pub ok: bool,
+    /// The snapshot file (as the node named it, online).
+    pub path: String,
+    /// Its seq.
+    pub seq: Option<u64>,
+    /// `full` (online: as the node answered).
+    pub kind: Value,
+    /// Its size (online: as the node answered).
+    pub bytes: Value,
+    /// The root it states, when it can be read here.
+    pub root: Option<String>,
+    /// Whether a running node wrote it.
+    pub online: bool,
+    /// Offline without an output: whether that seq's full snapshot already existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing: Option<bool>,
+    /// The `--output` copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Its sidecar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_sidecar: Option<String>,
+}
+
+/// Captures a full snapshot: [`Captured`].
 pub fn capture(data: &DataDir, plan: &CapturePlan) -> Result<Report, ProcedureError> {
-    let (mut out, human) = match &plan.url {
+    let (mut captured, mut human) = match &plan.url {
         Some(url) => online(data, plan, url)?,
         None => offline(data, plan)?,
     };
-    let mut text = human;
-    if let Some(output) = out.get("output").and_then(Value::as_str) {
-        text.push_str(&format!("copied to {output} (with {output}.sha256)\n"));
+    if let Some(output) = &captured.output {
+        human.push_str(&format!("copied to {output} (with {output}.sha256)\n"));
     }
-    out["ok"] = json!(true);
-    Ok(Report::with_exit(0, out, text))
+    captured.ok = true;
+    Report::typed(0, &captured, human)
 }
 
 /// The file a node's answer names: as given when it exists (the node's working directory may be
@@ -97,7 +123,7 @@ fn online(
     data: &DataDir,
     plan: &CapturePlan,
     url: &str,
-) -> Result<(Value, String), ProcedureError> {
+) -> Result<(Captured, String), ProcedureError> {
     let node = NodeClient::new(url, &plan.token, &data.dir)?;
     progress(format!("asking {} for a full snapshot", node.base()));
     let answer = node.post_admin("/admin/snapshot")?;
@@ -109,14 +135,18 @@ fn online(
     let seq = answer.get("seq").and_then(Value::as_u64);
     let located = locate_node_file(&answered, &data.dir);
     let root = located.as_deref().and_then(|p| stated_root(data, p));
-    let mut out = json!({
-        "path": answered,
-        "seq": seq,
-        "kind": answer.get("kind").cloned().unwrap_or(Value::Null),
-        "bytes": answer.get("bytes").cloned().unwrap_or(Value::Null),
-        "root": root,
-        "online": true,
-    });
+    let mut out = Captured {
+        ok: false,
+        path: answered.clone(),
+        seq,
+        kind: answer.get("kind").cloned().unwrap_or(Value::Null),
+        bytes: answer.get("bytes").cloned().unwrap_or(Value::Null),
+        root,
+        online: true,
+        existing: None,
+        output: None,
+        output_sidecar: None,
+    };
     if let Some(output) = &plan.output {
         let source = located.ok_or_else(|| {
             ProcedureError::Usage(format!(
@@ -126,18 +156,18 @@ fn online(
         })?;
         let dest = output_path(output, &source);
         let (sidecar, _) = copy_out(&source, &dest)?;
-        out["output"] = path_json(&dest);
-        out["output_sidecar"] = path_json(&sidecar);
+        out.output = Some(dest.display().to_string());
+        out.output_sidecar = Some(sidecar.display().to_string());
     }
     let human = format!(
         "snapshot written by the node: {answered} (seq {}, root {})\n",
         seq.map_or("?".to_owned(), |s| s.to_string()),
-        out["root"].as_str().unwrap_or("?")
+        out.root.as_deref().unwrap_or("?")
     );
     Ok((out, human))
 }
 
-fn offline(data: &DataDir, plan: &CapturePlan) -> Result<(Value, String), ProcedureError> {
+fn offline(data: &DataDir, plan: &CapturePlan) -> Result<(Captured, String), ProcedureError> {
     let _lock = data.lock()?;
     data.require_key_for_data_dir()?;
     progress("rebuilding the state from the data dir");
@@ -184,15 +214,18 @@ fn offline(data: &DataDir, plan: &CapturePlan) -> Result<(Value, String), Proced
                     let file = write(&dir)?;
                     (file.path, file.bytes, false)
                 };
-            json!({
-                "path": path_json(&path),
-                "seq": seq,
-                "kind": "full",
-                "bytes": bytes,
-                "root": root.to_hex(),
-                "online": false,
-                "existing": reused,
-            })
+            Captured {
+                ok: false,
+                path: path.display().to_string(),
+                seq: Some(seq),
+                kind: Value::from("full"),
+                bytes: Value::from(bytes),
+                root: Some(root.to_hex()),
+                online: false,
+                existing: Some(reused),
+                output: None,
+                output_sidecar: None,
+            }
         }
         Some(output) => {
             let dest = if output.is_dir() {
@@ -212,21 +245,64 @@ fn offline(data: &DataDir, plan: &CapturePlan) -> Result<(Value, String), Proced
             let file = write(stage.path())?;
             let (sidecar, _) = copy_out(&file.path, &dest)?;
             drop(stage);
-            json!({
-                "path": path_json(&dest),
-                "seq": seq,
-                "kind": "full",
-                "bytes": file.bytes,
-                "root": root.to_hex(),
-                "online": false,
-                "output": path_json(&dest),
-                "output_sidecar": path_json(&sidecar),
-            })
+            Captured {
+                ok: false,
+                path: dest.display().to_string(),
+                seq: Some(seq),
+                kind: Value::from("full"),
+                bytes: Value::from(file.bytes),
+                root: Some(root.to_hex()),
+                online: false,
+                existing: None,
+                output: Some(dest.display().to_string()),
+                output_sidecar: Some(sidecar.display().to_string()),
+            }
         }
     };
-    let human = format!(
-        "full snapshot at seq {seq} (root {root}): {}\n",
-        out["path"].as_str().unwrap_or("?")
-    );
+    let human = format!("full snapshot at seq {seq} (root {root}): {}\n", out.path);
     Ok((out, human))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn offline_and_online_reports_keep_their_shapes() {
+        let offline = Captured {
+            ok: true,
+            path: "d/snapshots/x.snap".into(),
+            seq: Some(7),
+            kind: Value::from("full"),
+            bytes: Value::from(100u64),
+            root: Some("0x1".into()),
+            online: false,
+            existing: Some(false),
+            output: None,
+            output_sidecar: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&offline).unwrap(),
+            json!({"ok": true, "path": "d/snapshots/x.snap", "seq": 7, "kind": "full",
+                   "bytes": 100, "root": "0x1", "online": false, "existing": false})
+        );
+        let online = Captured {
+            ok: true,
+            path: "p".into(),
+            seq: None,
+            kind: Value::Null,
+            bytes: Value::Null,
+            root: None,
+            online: true,
+            existing: None,
+            output: Some("o".into()),
+            output_sidecar: Some("o.sha256".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&online).unwrap(),
+            json!({"ok": true, "path": "p", "seq": null, "kind": null, "bytes": null,
+                   "root": null, "online": true, "output": "o", "output_sidecar": "o.sha256"})
+        );
+    }
 }
