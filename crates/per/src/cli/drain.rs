@@ -6,13 +6,10 @@
 //! 1 if writes are still in flight after `--timeout-secs`, 2 bad token, 3 node unreachable.
 //! `per drain --resume` (`POST /admin/resume`) takes writes again.
 
-use crate::cli::common::{Node, NodeArgs, emit};
-use crate::cli::exit::Exit;
+use crate::cli::common::{NodeArgs, finish, ops_exit};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 /// Flags of `per drain`.
 #[derive(Debug, Args)]
@@ -37,80 +34,19 @@ pub struct DrainArgs {
 /// The default node URL when `--url` is not given.
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
-/// Drains (or resumes) the node.
+/// Drains (or resumes) the node ([`per_ops::drain`]).
 pub fn exec(args: DrainArgs) -> anyhow::Result<ExitCode> {
     let url = args
         .node
         .url
         .clone()
         .unwrap_or_else(|| DEFAULT_URL.to_owned());
-    let node = Node::new(&url, &args.node, &args.data_dir)?;
-    if args.resume {
-        let body = node.post_admin("/admin/resume")?;
-        emit(
-            args.json,
-            &json!({
-                "ok": true,
-                "url": node.base(),
-                "draining": false,
-                "was_draining": body["was_draining"],
-                "accepting_writes": body["accepting_writes"],
-            }),
-            &format!("{} takes writes again", node.base()),
-        )?;
-        return Ok(ExitCode::SUCCESS);
+    let node = args.node.client(&url, &args.data_dir)?;
+    let report = if args.resume {
+        per_ops::drain::resume(&node)
+    } else {
+        per_ops::drain::drain(&node, args.timeout_secs)
     }
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.timeout_secs);
-    let mut body = node.post_admin("/admin/drain")?;
-    loop {
-        let depth = body["queue_depth"].as_u64().unwrap_or(u64::MAX);
-        if depth == 0 {
-            break;
-        }
-        if Instant::now() >= deadline {
-            emit(
-                args.json,
-                &json!({
-                    "ok": false,
-                    "url": node.base(),
-                    "draining": true,
-                    "queue_depth": depth,
-                    "seq": body["seq"],
-                    "drain_secs": started.elapsed().as_secs_f64(),
-                }),
-                &format!(
-                    "{} still has {depth} writes in flight after {} s",
-                    node.base(),
-                    args.timeout_secs
-                ),
-            )?;
-            return Err(Exit::problem(format!(
-                "drain of {} did not finish within {} s",
-                node.base(),
-                args.timeout_secs
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        body = node.post_admin("/admin/drain")?;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    emit(
-        args.json,
-        &json!({
-            "ok": true,
-            "url": node.base(),
-            "draining": true,
-            "queue_depth": 0,
-            "seq": body["seq"],
-            "role": body["role"],
-            "drain_secs": secs,
-        }),
-        &format!(
-            "{} drained in {secs:.2} s at seq {}: no writes in flight, /readyz is 503 (per drain --resume to undo)",
-            node.base(),
-            body["seq"]
-        ),
-    )?;
-    Ok(ExitCode::SUCCESS)
+    .map_err(ops_exit::ops)?;
+    finish(args.json, report)
 }

@@ -12,15 +12,9 @@
 //!
 //! `--json`: `{ok, cluster, log_end_before, appended_groups, first_seq?, last_seq?, log_end}`.
 
-use crate::cli::common::DataDirArgs;
-use crate::cli::exit::Exit;
+use crate::cli::common::{DataDirArgs, finish, ops_exit};
 use clap::Args;
-use per_node::ha::log::{fetch_from, log_end, seal_group};
-use per_node::ha::pg::{to_i64, to_u64};
-use per_node::ha::{self, HaConfig, HaError};
-use serde_json::json;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Flags of `per ha-seed-log`.
 #[derive(Debug, Args)]
@@ -32,126 +26,10 @@ pub struct HaSeedLogArgs {
     pub data: DataDirArgs,
 }
 
-fn fail(e: HaError) -> anyhow::Error {
-    Exit {
-        code: e.exit_code(),
-        message: e.to_string(),
-    }
-    .into()
-}
-
-/// Runs the seeding.
+/// Runs the seeding ([`per_ops::ha_seed_log::seed_log`]).
 pub fn exec(args: HaSeedLogArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.resolve()?;
-    let _lock = data.lock_offline()?;
-    let config = HaConfig {
-        database_url: args.database_url.clone(),
-        cluster: data.cluster.clone(),
-        node_id: format!("per-ha-seed-log@{}", ha::host_name()),
-        lease_ttl: Duration::from_secs(60),
-        key: data.key.clone(),
-    };
-    let mut client = ha::pg::connect(&config).map_err(fail)?;
-    ha::pg::migrate(&mut client, ha::pg::migration_wait_max(&config)).map_err(fail)?;
-    let (wal, groups) = ha::reconcile::local_groups(&data.wal_options()).map_err(fail)?;
-    drop(wal);
-    let cluster = data.cluster.as_str();
-    let mut tx = client.transaction().map_err(|e| fail(e.into()))?;
-    let lease = tx
-        .query_opt(
-            "SELECT holder, epoch, expires_at > now() FROM per_lease WHERE cluster = $1 FOR UPDATE",
-            &[&cluster],
-        )
-        .map_err(|e| fail(e.into()))?;
-    let epoch = match &lease {
-        None => 0,
-        Some(row) => {
-            let holder: String = row.get(0);
-            if row.get::<_, bool>(2) {
-                return Err(Exit::refused(format!(
-                    "{holder} holds the lease of cluster {cluster:?}: stop every node of the cluster before seeding its shared log"
-                )));
-            }
-            to_u64(row.get(1)).map_err(fail)?
-        }
-    };
-    let end = log_end(&mut tx, cluster).map_err(fail)?;
-    if end > 0 {
-        let last = {
-            let row = tx
-                .query_one(
-                    "SELECT first_seq FROM per_log WHERE cluster = $1 ORDER BY first_seq DESC LIMIT 1",
-                    &[&cluster],
-                )
-                .map_err(|e| fail(e.into()))?;
-            to_u64(row.get(0)).map_err(fail)?
-        };
-        let logged = fetch_from(&mut tx, data.key(), cluster, last, 1).map_err(fail)?;
-        let local = groups.iter().find(|g| g.first_seq == last);
-        let same = match (logged.first(), local) {
-            (Some(logged), Some(local)) => {
-                logged.last_seq == local.last_seq && logged.records == local.records
-            }
-            _ => false,
-        };
-        if !same {
-            return Err(Exit::refused(format!(
-                "the shared log of cluster {cluster:?} ends with the group at seq {last}..={end}, \
-                 which this node's WAL does not hold identically: the log is not a prefix of this \
-                 node's history (wrong data dir or cluster?); nothing was written"
-            )));
-        }
-    }
-    let to_append: Vec<_> = groups.iter().filter(|g| g.first_seq > end).collect();
-    if let Some(first) = to_append.first()
-        && first.first_seq != end + 1
-    {
-        return Err(Exit::refused(format!(
-            "the shared log of cluster {cluster:?} ends at seq {end} but this node's WAL resumes at \
-             seq {}: the seqs between are only in snapshots, which cannot seed a log; nothing was \
-             written",
-            first.first_seq
-        )));
-    }
-    let epoch_i = to_i64(epoch).map_err(fail)?;
-    for group in &to_append {
-        let records: Vec<&[u8]> = group.records.iter().map(Vec::as_slice).collect();
-        tx.execute(
-            "INSERT INTO per_log (cluster, first_seq, last_seq, epoch, frames)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &cluster,
-                &to_i64(group.first_seq).map_err(fail)?,
-                &to_i64(group.last_seq).map_err(fail)?,
-                &epoch_i,
-                &seal_group(
-                    data.key(),
-                    cluster,
-                    epoch,
-                    group.first_seq,
-                    group.last_seq,
-                    &records,
-                ),
-            ],
-        )
-        .map_err(|e| fail(e.into()))?;
-    }
-    tx.commit().map_err(|e| fail(e.into()))?;
-    let new_end = to_append.last().map_or(end, |g| g.last_seq);
-    let value = json!({
-        "ok": true,
-        "cluster": cluster,
-        "log_end_before": end,
-        "appended_groups": to_append.len(),
-        "first_seq": to_append.first().map(|g| g.first_seq),
-        "last_seq": to_append.last().map(|g| g.last_seq),
-        "log_end": new_end,
-    });
-    let human = format!(
-        "shared log of cluster {cluster:?}: appended {} groups (seq {}..={new_end}); it ended at seq {end} before",
-        to_append.len(),
-        end + 1
-    );
-    data.emit(&value, &human)?;
-    Ok(ExitCode::SUCCESS)
+    let report =
+        per_ops::ha_seed_log::seed_log(&data, &args.database_url).map_err(ops_exit::ops)?;
+    finish(data.json, report)
 }

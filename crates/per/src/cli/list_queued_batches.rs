@@ -5,10 +5,8 @@
 //! "settlement"}` (CONTRACT.md). `--all` lists every unsettled batch (sealed, submitted, queued).
 //! Exit 0 (also when none is queued), 2 bad token, 3 node unreachable.
 
-use crate::cli::common::{Node, NodeArgs, emit};
-use crate::cli::exit::Exit;
+use crate::cli::common::{NodeArgs, finish, ops_exit};
 use clap::Args;
-use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,54 +27,11 @@ pub struct ListQueuedBatchesArgs {
     pub json: bool,
 }
 
-/// Lists the batches.
+/// Lists the batches ([`per_ops::batches::list`]).
 pub fn exec(args: ListQueuedBatchesArgs) -> anyhow::Result<ExitCode> {
-    let url = args.node.url_or_default();
-    let node = Node::new(&url, &args.node, &args.data_dir)?;
-    let (status, body) = node.admin_call(reqwest::Method::GET, "/admin/batches", None)?;
-    if status != 200 {
-        return Err(Exit::problem(format!(
-            "GET /admin/batches answered HTTP {status}: {}",
-            body["message"].as_str().unwrap_or("")
-        )));
-    }
-    let batches: Vec<Value> = body["batches"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|b| args.all || b["state"] == "queued")
-        .collect();
-    let mut human = String::new();
-    if batches.is_empty() {
-        human.push_str(if args.all {
-            "no unsettled batch"
-        } else {
-            "no queued batch"
-        });
-    }
-    for batch in &batches {
-        human.push_str(&format!(
-            "batch {} {} seq {}..={} ({} tx){}\n",
-            batch["batch_id"],
-            batch["state"].as_str().unwrap_or("?"),
-            batch["seq_first"],
-            batch["seq_last"],
-            batch["tx_count"],
-            batch["reason"]
-                .as_str()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default(),
-        ));
-    }
-    human.push_str(&format!(
-        "settlement: {}",
-        body["settlement"].as_str().unwrap_or("?")
-    ));
-    emit(
-        args.json,
-        &json!({ "batches": batches, "settlement": body["settlement"] }),
-        human.trim_end(),
-    )?;
-    Ok(ExitCode::SUCCESS)
+    let node = args
+        .node
+        .client(&args.node.url_or_default(), &args.data_dir)?;
+    let report = per_ops::batches::list(&node, args.all).map_err(ops_exit::ops)?;
+    finish(args.json, report)
 }

@@ -6,10 +6,8 @@
 //! Exit 0 queued, 1 refused (unknown or settled batch), 2 usage/bad token, 3 node unreachable,
 //! 4 not the primary.
 
-use crate::cli::common::{Node, NodeArgs, emit};
-use crate::cli::exit::Exit;
+use crate::cli::common::{NodeArgs, finish, ops_exit};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,35 +31,12 @@ pub struct RequeueBatchArgs {
     pub json: bool,
 }
 
-/// Requeues the batch.
+/// Requeues the batch ([`per_ops::batches::requeue`]).
 pub fn exec(args: RequeueBatchArgs) -> anyhow::Result<ExitCode> {
-    if args.reason.len() > per_core::settlement::REASON_BYTES_MAX {
-        return Err(Exit::usage("--reason is longer than 256 bytes"));
-    }
-    let url = args.node.url_or_default();
-    let node = Node::new(&url, &args.node, &args.data_dir)?;
-    let path = format!("/admin/batches/{}/requeue", args.batch_id);
-    let (status, body) = node.admin_call(
-        reqwest::Method::POST,
-        &path,
-        Some(&json!({ "reason": args.reason })),
-    )?;
-    batch_call_result(status, &body)?;
-    emit(
-        args.json,
-        &json!({ "ok": true, "batch_id": args.batch_id, "state": "queued", "seq": body["seq"] }),
-        &format!("batch {} queued ({})", args.batch_id, args.reason),
-    )?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Maps an admin batch call's failure to the contract's exit codes.
-pub fn batch_call_result(status: u16, body: &serde_json::Value) -> anyhow::Result<()> {
-    let message = body["message"].as_str().unwrap_or("").to_owned();
-    match (status, body["error"].as_str()) {
-        (200..=299, _) => Ok(()),
-        (_, Some("NotPrimary")) => Err(Exit::refused(format!("not the primary: {message}"))),
-        (_, Some("L1Unavailable")) => Err(Exit::refused(message)),
-        _ => Err(Exit::problem(format!("HTTP {status}: {message}"))),
-    }
+    let node = args
+        .node
+        .client(&args.node.url_or_default(), &args.data_dir)?;
+    let report =
+        per_ops::batches::requeue(&node, args.batch_id, &args.reason).map_err(ops_exit::ops)?;
+    finish(args.json, report)
 }
