@@ -93,16 +93,7 @@ pub fn exec(args: FailoverArgs) -> anyhow::Result<ExitCode> {
             ))
         })?;
     let started = Instant::now();
-    client
-        .execute(
-            "UPDATE per_lease SET expires_at = now() - interval '1 millisecond'
-              WHERE cluster = $1 AND epoch = $2",
-            &[
-                &args.cluster,
-                &ha::pg::to_i64(before.epoch).map_err(unreachable)?,
-            ],
-        )
-        .map_err(|e| unreachable(e.into()))?;
+    ha::lease::force_expire(&mut client, &args.cluster, before.epoch).map_err(unreachable)?;
     if !args.json {
         eprintln!(
             "lease of {} (epoch {}) expired; waiting for the standby to take over",
