@@ -20,6 +20,7 @@ pub mod sms;
 
 pub use severity::{ChannelKind, Severity};
 
+use per_wire::client::HttpOptions;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -297,13 +298,12 @@ impl Channels {
 
 /// The HTTP client every HTTP channel shares (bounded timeouts, no redirects to elsewhere).
 pub fn http_client() -> Result<reqwest::Client, AlertConfigError> {
-    reqwest::Client::builder()
-        .timeout(DELIVERY_TIMEOUT)
+    HttpOptions::new(DELIVERY_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
+        .no_redirects()
         .user_agent(concat!("per/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| AlertConfigError(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| AlertConfigError(format!("cannot build the HTTP client: {}", e.0)))
 }
 
 /// Parses an `http://` or `https://` URL from variable `name` (the value is never echoed: it may

@@ -15,6 +15,7 @@
 use crate::cli::exit::Exit;
 use clap::Args;
 use per_node::ha::{self, HaConfig};
+use per_wire::client::http_client;
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -44,10 +45,7 @@ pub struct FailoverArgs {
 
 fn get(runtime: &tokio::runtime::Runtime, url: &str) -> Result<(u16, serde_json::Value), String> {
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = http_client(Duration::from_secs(5)).map_err(|e| e.0.to_string())?;
         let response = client.get(url).send().await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(|e| e.to_string())?;

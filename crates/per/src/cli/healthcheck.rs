@@ -9,6 +9,7 @@ use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
 use per_node::config::DEFAULT_LISTEN;
+use per_wire::client::HttpOptions;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -70,11 +71,11 @@ pub fn exec(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let client = HttpOptions::new(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| Exit::unreachable(format!("unreachable: {url}: {}", e.0)))?;
     let answer = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()?;
         let response = client.get(&url).send().await?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();

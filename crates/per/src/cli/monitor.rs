@@ -26,6 +26,7 @@ use per_ops::alert::{
     Action, Alert, AnyChannel, Channel, ChannelKind, Channels, RetryPolicy, Severity, deliver,
     error_chain,
 };
+use per_wire::client::HttpOptions;
 use serde_json::{Map, Value, json};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -540,13 +541,11 @@ pub fn exec(args: MonitorArgs) -> anyhow::Result<ExitCode> {
 
     // No connection reuse: a fresh connection per poll, so a pooled connection the node closed
     // (restart, idle timeout) never reads as "unreachable".
-    let http = reqwest::Client::builder()
-        .timeout(timeout)
+    let http = HttpOptions::new(timeout)
         .connect_timeout(timeout)
-        .pool_max_idle_per_host(0)
+        .no_idle_connections()
         .user_agent(concat!("per-monitor/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("cannot build the HTTP client")?;
+        .build()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -32,7 +32,7 @@ use crate::cli::common::{DataDir, DataDirArgs};
 use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use per_wire::client::{ApiClient, OwnedNote, Wallet};
+use per_wire::client::{ApiClient, OwnedNote, Wallet, http_client};
 use per_wire::tokens::Token;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -431,10 +431,7 @@ impl Bench {
 
     /// Waits until `/readyz` answers 200; fails if the node exits first.
     fn wait_ready(&mut self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .context("http client")?;
+        let client = http_client(Duration::from_millis(500)).context("http client")?;
         let url = format!("{}/readyz", self.url());
         let deadline = Instant::now() + self.ready_timeout;
         loop {
@@ -571,10 +568,7 @@ impl Bench {
     /// Receipts acknowledged but gone (404) now.
     fn count_lost(&self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<usize> {
         let acked = lock(&self.ledger.acked).clone();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .context("http client")?;
+        let http = http_client(Duration::from_secs(10)).context("http client")?;
         let base = self.url();
         runtime.block_on(async move {
             let mut lost = 0;
