@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use per_node::config::DEFAULT_LISTEN;
 use per_wire::client::HttpOptions;
-use serde_json::Value;
+use per_wire::health::{HealthReport, HealthStatus};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -91,10 +91,10 @@ pub fn exec(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
             body.trim()
         )));
     }
-    let critical = serde_json::from_str::<Value>(&body)
+    let critical = serde_json::from_str::<HealthReport>(&body)
         .ok()
-        .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_owned))
-        .filter(|s| s == "critical");
+        .map(|report| report.status)
+        .filter(|s| *s == HealthStatus::Critical);
     if let Some(state) = critical {
         return Err(Exit::problem(format!("unhealthy: {url}: status {state}")));
     }

@@ -27,6 +27,7 @@ use per_ops::alert::{
     error_chain,
 };
 use per_wire::client::HttpOptions;
+use per_wire::health::{HealthReport, HealthStatus};
 use serde_json::{Map, Value, json};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -167,7 +168,10 @@ fn parse_target(text: &str) -> anyhow::Result<Target> {
 #[derive(Debug)]
 enum Observation {
     Unreachable(String),
-    Health { http_status: u16, body: Value },
+    Health {
+        http_status: u16,
+        report: Box<HealthReport>,
+    },
 }
 
 async fn probe(http: &reqwest::Client, target: &Target) -> Observation {
@@ -188,16 +192,14 @@ async fn probe(http: &reqwest::Client, target: &Target) -> Observation {
         Ok(text) => text,
         Err(error) => return Observation::Unreachable(error_chain(&error.without_url())),
     };
-    match serde_json::from_str::<Value>(&text) {
-        Ok(body)
-            if matches!(
-                body.get("status").and_then(Value::as_str),
-                Some("healthy" | "degraded" | "critical")
-            ) =>
-        {
-            Observation::Health { http_status, body }
+    match serde_json::from_str::<HealthReport>(&text) {
+        Ok(report) => Observation::Health {
+            http_status,
+            report: Box::new(report),
+        },
+        Err(_) => {
+            Observation::Unreachable(format!("HTTP {http_status} without a /health document"))
         }
-        _ => Observation::Unreachable(format!("HTTP {http_status} without a /health document")),
     }
 }
 
@@ -226,45 +228,39 @@ fn evaluate(
             };
             (UNREACHABLE_ONLY, vec![firing])
         }
-        Observation::Health { http_status, body } => {
+        Observation::Health {
+            http_status,
+            report,
+        } => {
             let mut details = Map::new();
             details.insert("http_status".to_owned(), json!(http_status));
+            // The report as the node sent it (the same type serializes it there).
+            let body = serde_json::to_value(report.as_ref()).unwrap_or(Value::Null);
             for field in HEALTH_FIELDS {
                 if let Some(value) = body.get(*field) {
                     details.insert((*field).to_owned(), value.clone());
                 }
             }
-            let status = body.get("status").and_then(Value::as_str).unwrap_or("");
-            let reasons = body
-                .get("reasons")
-                .and_then(Value::as_array)
-                .map(|r| {
-                    r.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .filter(|r| !r.is_empty());
+            let reasons = Some(report.reasons.join("; ")).filter(|r| !r.is_empty());
             let because = reasons.map(|r| format!(": {r}")).unwrap_or_default();
             let mut firing = Vec::new();
-            match status {
-                "critical" => firing.push(Firing {
+            match report.status {
+                HealthStatus::Critical => firing.push(Firing {
                     condition: "status_critical",
                     severity: Severity::P1,
                     summary: format!("per health check failed: critical at {target}{because}"),
                     details: details.clone(),
                 }),
-                "degraded" => firing.push(Firing {
+                HealthStatus::Degraded => firing.push(Firing {
                     condition: "status_degraded",
                     severity: Severity::P2,
                     summary: format!("per health check failed: degraded at {target}{because}"),
                     details: details.clone(),
                 }),
-                _ => {}
+                HealthStatus::Healthy => {}
             }
-            if let Some(lag) = body.get("snapshot_lag").and_then(Value::as_u64)
-                && lag > rules.snapshot_lag_secs_max
-            {
+            let lag = report.snapshot_lag;
+            if lag > rules.snapshot_lag_secs_max {
                 let mut lag_details = details.clone();
                 lag_details.insert("lag_seconds".to_owned(), json!(lag));
                 lag_details.insert(
@@ -281,9 +277,7 @@ fn evaluate(
                     details: lag_details,
                 });
             }
-            if rules.require_attestation
-                && body.get("tee_attestation_valid").and_then(Value::as_bool) != Some(true)
-            {
+            if rules.require_attestation && !report.tee_attestation_valid {
                 let mut tee_details = details.clone();
                 tee_details.insert(
                     "action_required".to_owned(),
@@ -726,7 +720,10 @@ mod tests {
     }
 
     fn health(body: Value, http_status: u16) -> Observation {
-        Observation::Health { http_status, body }
+        Observation::Health {
+            http_status,
+            report: Box::new(serde_json::from_value(body).unwrap()),
+        }
     }
 
     const RULES: Rules = Rules {
