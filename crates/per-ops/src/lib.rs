@@ -2,3 +2,4 @@
 //! ([`alert`]: PagerDuty, Slack, SMS, e-mail, with de-duplication).
 
 pub mod alert;
+pub mod rto;
