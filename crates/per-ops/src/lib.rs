@@ -2,4 +2,5 @@
 //! ([`alert`]: PagerDuty, Slack, SMS, e-mail, with de-duplication).
 
 pub mod alert;
+pub mod monitor;
 pub mod rto;
