@@ -1,6 +1,8 @@
 //! `/health` (the runbook's `HealthStatus`, field names exact, plus extensions), `/livez`,
 //! `/readyz` and `/metrics`.
 //!
+//! The body is [`per_wire::health::HealthReport`], the type every reader deserializes.
+//!
 //! Features that are not built yet are reported as such (`"disabled"`), never as working.
 
 use super::state::AppState;
@@ -10,43 +12,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use per_core::Field;
-use serde::Serialize;
+use per_wire::health::{BackupHealth, HealthReport, HealthStatus};
 use std::sync::atomic::Ordering;
-
-/// The runbook's `HealthStatus` with our extensions.
-#[derive(Debug, Serialize)]
-pub struct Health {
-    status: &'static str,
-    last_heartbeat: u64,
-    pending_tx_count: u64,
-    last_settlement: u64,
-    snapshot_lag: u64,
-    tee_attestation_valid: bool,
-    role: &'static str,
-    epoch: u64,
-    seq: u64,
-    merkle_root: Option<Field>,
-    version: &'static str,
-    replication_lag_secs: Option<u64>,
-    backups: std::collections::BTreeMap<String, crate::status::backups::TargetHealth>,
-    wal_writer: &'static str,
-    accepting_writes: bool,
-    draining: bool,
-    queue_depth: u64,
-    redis: &'static str,
-    snapshots: &'static str,
-    settlement: &'static str,
-    settlement_lag_secs: u64,
-    settlement_detail: serde_json::Value,
-    proof_generation: &'static str,
-    tee_attestation: &'static str,
-    tee_attestation_checked_at: Option<u64>,
-    reasons: Vec<String>,
-    /// HA only: `authenticated` (sealed with the key) or `unauthenticated` (PER_HA_INSECURE_LOG=1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shared_log: Option<&'static str>,
-}
 
 /// Derives the status from the runbook's thresholds.
 pub async fn health(State(app): State<AppState>) -> Response {
@@ -72,27 +39,27 @@ pub async fn health(State(app): State<AppState>) -> Response {
     let settlement = crate::settlement::report::report(shared);
     let pending_tx_count = settlement.pending_tx_count;
     let mut reasons = Vec::new();
-    let mut status = "healthy";
+    let mut status = HealthStatus::Healthy;
     let replication_lag_secs = shared.replication_lag_secs();
     if fenced {
-        status = "critical";
+        status = HealthStatus::Critical;
         reasons.push(
             "lost the lease (fenced by a newer epoch, or the lease could not be renewed): no more acknowledgements; the node is exiting to restart as a standby"
                 .to_owned(),
         );
     } else if poisoned {
-        status = "critical";
+        status = HealthStatus::Critical;
         reasons.push("WAL writer poisoned by an I/O failure; the node is exiting".to_owned());
     } else if halted {
-        status = "critical";
+        status = HealthStatus::Critical;
         reasons.push("writes halted by an operator (POST /admin/resume to resume)".to_owned());
     }
     if let Some(lag) = replication_lag_secs
         && lag > crate::ha::REPLICATION_LAG_DEGRADED_SECS
         && !fenced
     {
-        if status == "healthy" {
-            status = "degraded";
+        if status == HealthStatus::Healthy {
+            status = HealthStatus::Degraded;
         }
         reasons.push(format!(
             "standby is {lag} s behind the shared log (or cannot reach it)"
@@ -100,8 +67,8 @@ pub async fn health(State(app): State<AppState>) -> Response {
     }
     if !poisoned && !fenced {
         if snapshot_lag > shared.snapshot_lag_degraded_secs_max {
-            if status == "healthy" {
-                status = "degraded";
+            if status == HealthStatus::Healthy {
+                status = HealthStatus::Degraded;
             }
             reasons.push(format!(
                 "snapshot lag {snapshot_lag} s exceeds {} s ({snapshot_failures} snapshot failures since start)",
@@ -112,8 +79,8 @@ pub async fn health(State(app): State<AppState>) -> Response {
             let behind = snapshots.writer_lag_secs();
             let bound = snapshots.behind_secs_max.load(Ordering::Relaxed);
             if behind > bound {
-                if status == "healthy" {
-                    status = "degraded";
+                if status == HealthStatus::Healthy {
+                    status = HealthStatus::Degraded;
                 }
                 reasons.push(format!(
                     "the snapshot writer is {behind} s behind the sequencer (bound snapshot_behind_secs_max = {bound} s)"
@@ -121,8 +88,8 @@ pub async fn health(State(app): State<AppState>) -> Response {
             }
         }
         for reason in &settlement.degraded {
-            if status == "healthy" {
-                status = "degraded";
+            if status == HealthStatus::Healthy {
+                status = HealthStatus::Degraded;
             }
             reasons.push(reason.clone());
         }
@@ -130,8 +97,8 @@ pub async fn health(State(app): State<AppState>) -> Response {
     let draining = shared.is_draining();
     let queue_depth = shared.in_flight_writes.load(Ordering::Acquire);
     if draining && !fenced && !poisoned {
-        if status == "healthy" {
-            status = "degraded";
+        if status == HealthStatus::Healthy {
+            status = HealthStatus::Degraded;
         }
         reasons.push(format!(
             "draining: not accepting new writes ({queue_depth} in flight); POST /admin/resume to undo"
@@ -149,8 +116,8 @@ pub async fn health(State(app): State<AppState>) -> Response {
             .map(|e| e.clone())
             .unwrap_or_default();
         if !fenced && !poisoned {
-            if status == "healthy" {
-                status = "degraded";
+            if status == HealthStatus::Healthy {
+                status = HealthStatus::Degraded;
             }
             reasons.push(format!(
                 "redis state cache unavailable ({error}); writes are unaffected"
@@ -181,17 +148,17 @@ pub async fn health(State(app): State<AppState>) -> Response {
         },
     );
     if !backup_reasons.is_empty() && !fenced && !poisoned {
-        if status == "healthy" {
-            status = "degraded";
+        if status == HealthStatus::Healthy {
+            status = HealthStatus::Degraded;
         }
         reasons.extend(backup_reasons);
     }
     // HA problems (crate::status::ha::HaAlerts): a refused shared-log group, an unauthenticated log.
     for (critical, reason) in shared.ha_alerts.list() {
         if critical {
-            status = "critical";
-        } else if status == "healthy" {
-            status = "degraded";
+            status = HealthStatus::Critical;
+        } else if status == HealthStatus::Healthy {
+            status = HealthStatus::Degraded;
         }
         reasons.push(reason);
     }
@@ -207,15 +174,15 @@ pub async fn health(State(app): State<AppState>) -> Response {
             n => format!(" ({n} checks in a row)"),
         };
         if attestation.blocks_writes() {
-            status = "critical";
+            status = HealthStatus::Critical;
             reasons.push(format!(
                 "writes halted: TEE attestation ({}) not valid and required{failures}: {}; writes resume when a check is valid again",
                 attestation.provider.as_str(),
                 attestation.detail
             ));
         } else if !attestation.valid && attestation.provider != crate::attestation::Provider::None {
-            if status == "healthy" {
-                status = "degraded";
+            if status == HealthStatus::Healthy {
+                status = HealthStatus::Degraded;
             }
             reasons.push(format!(
                 "TEE attestation ({}) not valid{failures}: {}",
@@ -228,48 +195,81 @@ pub async fn health(State(app): State<AppState>) -> Response {
         None => (false, "none", None),
         Some(a) => (a.valid, a.provider.as_str(), Some(a.last_checked_secs)),
     };
-    let body = Health {
+    let body = HealthReport {
         status,
         last_heartbeat: shared.last_heartbeat_secs.load(Ordering::Relaxed),
         pending_tx_count,
         last_settlement: settlement.last_settlement,
         snapshot_lag,
         tee_attestation_valid,
-        role: shared.role().as_str(),
+        role: shared.role().as_str().to_owned(),
         epoch: shared.epoch(),
         seq,
         merkle_root: root,
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         replication_lag_secs,
-        backups,
+        backups: backups
+            .into_iter()
+            .map(|(name, target)| (name, backup_health(target)))
+            .collect(),
         wal_writer: if fenced {
             "fenced"
         } else if poisoned {
             "poisoned"
         } else {
             "ok"
-        },
+        }
+        .to_owned(),
         accepting_writes: shared.accepting_writes(),
         draining,
         queue_depth,
-        redis,
-        snapshots: snapshots_mode,
-        settlement: settlement.state,
+        redis: redis.to_owned(),
+        snapshots: snapshots_mode.to_owned(),
+        settlement: settlement.state.to_owned(),
         settlement_lag_secs: settlement.lag_secs,
         settlement_detail: settlement.detail,
-        proof_generation: "disabled",
-        tee_attestation,
+        proof_generation: "disabled".to_owned(),
+        tee_attestation: tee_attestation.to_owned(),
         tee_attestation_checked_at,
         reasons,
-        shared_log: shared.ha_alerts.shared_log(),
+        shared_log: shared.ha_alerts.shared_log().map(str::to_owned),
     };
-    let code = if status == "critical" {
+    let code = if status == HealthStatus::Critical {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    shared.metrics.count_request("/health", status);
+    shared.metrics.count_request("/health", status.as_str());
     (code, Json(body)).into_response()
+}
+
+/// `/health.backups` entry of one target: the node's status type as the wire type (every field
+/// named, so a field added to either fails to compile here).
+fn backup_health(target: crate::backup::TargetHealth) -> BackupHealth {
+    let crate::backup::TargetHealth {
+        last_success,
+        lag_secs,
+        pending,
+        last_error,
+        uploaded,
+        conflicts,
+        archived_seq,
+        archive_lag_seqs,
+        archive_lag_secs,
+        archive_generation,
+    } = target;
+    BackupHealth {
+        last_success,
+        lag_secs,
+        pending,
+        last_error,
+        uploaded,
+        conflicts,
+        archived_seq,
+        archive_lag_seqs,
+        archive_lag_secs,
+        archive_generation,
+    }
 }
 
 /// 200 while the process serves requests.

@@ -72,6 +72,18 @@ pub fn release(
     Ok(updated == 1)
 }
 
+/// Expires the lease whoever holds it, but only at `epoch` (the one the operator read), so a
+/// concurrent takeover is never undone: `per failover --to-standby`'s step 2. The holder's next
+/// renewal or append then fails and it stops acknowledging. `false`: the epoch moved on already.
+pub fn force_expire(client: &mut Client, cluster: &str, epoch: u64) -> Result<bool, HaError> {
+    let updated = client.execute(
+        "UPDATE per_lease SET expires_at = now() - interval '1 millisecond'
+          WHERE cluster = $1 AND epoch = $2",
+        &[&cluster, &to_i64(epoch)?],
+    )?;
+    Ok(updated == 1)
+}
+
 /// The lease as Postgres sees it (`None`: never taken).
 pub fn status(client: &mut Client, cluster: &str) -> Result<Option<LeaseStatus>, HaError> {
     let row = client.query_opt(

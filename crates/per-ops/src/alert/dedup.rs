@@ -4,7 +4,8 @@
 //! restarted monitor re-triggering an open incident lands on the same PagerDuty incident. (A
 //! condition that clears while no monitor runs is not resolved automatically.)
 
-use super::{Action, Alert, Severity};
+use super::severity::Severity;
+use super::types::{Action, Alert};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -6,9 +6,9 @@
 //! an SES/Mailgun forwarder on localhost…). `smtps://` and credentials in the URL are refused
 //! rather than silently ignored.
 
-use super::{
-    Action, Alert, AlertConfigError, Channel, ChannelKind, DELIVERY_TIMEOUT, DeliveryError,
-};
+use super::severity::ChannelKind;
+use super::transport::{DELIVERY_TIMEOUT, error_chain};
+use super::types::{Action, Alert, AlertConfigError, Channel, DeliveryError, truncate};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -102,7 +102,7 @@ impl Email {
             Action::Trigger => "TRIGGERED",
             Action::Resolve => "RESOLVED",
         };
-        let subject = super::truncate(
+        let subject = truncate(
             &format!(
                 "[per {}] {verb} {} on {}",
                 alert.severity, alert.condition, alert.source
@@ -175,7 +175,7 @@ impl Channel for Email {
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
             Err(error) => {
-                let text = format!("email: {}", super::error_chain(&error));
+                let text = format!("email: {}", error_chain(&error));
                 if error.is_permanent() || error.is_client() {
                     Err(DeliveryError::permanent(text))
                 } else {

@@ -2,10 +2,9 @@
 //! to `PER_PAGERDUTY_URL` (default the public enqueue URL); success is HTTP 202 (any 2xx is
 //! accepted). A resolve carries the trigger's `dedup_key`, which closes the incident.
 
-use super::{
-    Action, Alert, AlertConfigError, Channel, ChannelKind, DeliveryError, parse_http_url,
-    url_origin,
-};
+use super::severity::ChannelKind;
+use super::transport::{parse_http_url, post_json_expect_2xx, url_origin};
+use super::types::{Action, Alert, AlertConfigError, Channel, DeliveryError};
 use serde_json::{Value, json};
 
 /// PagerDuty's Events API v2 enqueue URL.
@@ -89,7 +88,7 @@ impl Channel for PagerDuty {
     }
 
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        super::post_json_expect_2xx(
+        post_json_expect_2xx(
             &self.http,
             &self.url,
             &self.body(alert),

@@ -1,10 +1,9 @@
 //! Slack incoming webhook: `POST {text, blocks: [section (mrkdwn)]}` to `PER_SLACK_WEBHOOK_URL`;
 //! success is HTTP 200 with the body `ok`. The webhook URL is a secret: it is never printed.
 
-use super::{
-    Action, Alert, AlertConfigError, Channel, ChannelKind, DeliveryError, check_response,
-    parse_http_url, transport_error, url_origin,
-};
+use super::severity::{ChannelKind, Severity};
+use super::transport::{check_response, parse_http_url, transport_error, url_origin};
+use super::types::{Action, Alert, AlertConfigError, Channel, DeliveryError, truncate};
 use serde_json::{Value, json};
 
 /// Longest section text Slack accepts is 3000 characters.
@@ -49,9 +48,9 @@ pub fn escape(text: &str) -> String {
 pub fn message_body(alert: &Alert) -> Value {
     let icon = match (alert.action, alert.severity) {
         (Action::Resolve, _) => ":white_check_mark:",
-        (Action::Trigger, super::Severity::P1) => ":rotating_light:",
-        (Action::Trigger, super::Severity::P2) => ":warning:",
-        (Action::Trigger, super::Severity::P3) => ":information_source:",
+        (Action::Trigger, Severity::P1) => ":rotating_light:",
+        (Action::Trigger, Severity::P2) => ":warning:",
+        (Action::Trigger, Severity::P3) => ":information_source:",
     };
     let headline = escape(&alert.headline());
     let mut section = format!("{icon} *{headline}*");
@@ -63,7 +62,7 @@ pub fn message_body(alert: &Alert) -> Value {
         "text": headline,
         "blocks": [{
             "type": "section",
-            "text": {"type": "mrkdwn", "text": super::truncate(&section, SECTION_CHARS_MAX)},
+            "text": {"type": "mrkdwn", "text": truncate(&section, SECTION_CHARS_MAX)},
         }],
     })
 }

@@ -2,10 +2,9 @@
 //! from `PER_SMS_TO` as given (one number, or the gateway's own list syntax); any 2xx is success.
 //! Messages are one short line: the headline, cut to [`MESSAGE_CHARS_MAX`].
 
-use super::{
-    Alert, AlertConfigError, Channel, ChannelKind, DeliveryError, parse_http_url, truncate,
-    url_origin,
-};
+use super::severity::ChannelKind;
+use super::transport::{parse_http_url, post_json_expect_2xx, url_origin};
+use super::types::{Alert, AlertConfigError, Channel, DeliveryError, truncate};
 use serde_json::{Value, json};
 
 /// Longest SMS text we send (two concatenated SMS segments).
@@ -70,7 +69,6 @@ impl Channel for Sms {
     }
 
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        super::post_json_expect_2xx(&self.http, &self.url, &self.body(alert), ChannelKind::Sms)
-            .await
+        post_json_expect_2xx(&self.http, &self.url, &self.body(alert), ChannelKind::Sms).await
     }
 }

@@ -6,6 +6,7 @@
 //! The deposit token is sent only to `/deposit`, as `Authorization: Bearer <token>`, and is never
 //! part of an error or a `Debug` output.
 
+use crate::client::builder::{ClientError, HttpOptions};
 use crate::tokens::Token;
 use crate::wire::TxResponse;
 use bytes::Bytes;
@@ -138,12 +139,10 @@ impl ApiClient {
         base: &str,
         timeout: Duration,
         deposit_token: Option<Token>,
-    ) -> Result<ApiClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
+    ) -> Result<ApiClient, ClientError> {
+        let http = HttpOptions::new(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
             .build()?;
         Ok(ApiClient {
             http,

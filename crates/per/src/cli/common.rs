@@ -195,8 +195,7 @@ pub fn exit_ok(ok: bool) -> std::process::ExitCode {
 
 /// The mapping of per-ops errors to exit codes (to move beside `exit.rs` once `cli/mod.rs`
 /// declares it).
-#[path = "ops_exit.rs"]
-pub mod ops_exit;
+pub use super::ops_exit;
 
 /// Prints a procedure's report and ends the verb as the report says (an error after printing
 /// carries the report's exit code and message).

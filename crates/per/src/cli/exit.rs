@@ -1,6 +1,11 @@
 //! Exit codes: the contract's 0–4, and the mapping from the lower crates' typed errors to them.
 
 use per_node::node::data_dir_lock::LockError;
+use per_ops::data_dir::{AccessError, KeyError};
+use per_ops::error::ProcedureError;
+use per_ops::files::FileError;
+use per_ops::node_client::NodeError;
+use per_ops::wal_read::WalReadError;
 
 /// An error with an explicit exit code (the contract's 1–4).
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,8 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
                 Some(exit.code)
             } else if let Some(run) = e.downcast_ref::<per_node::node::run::RunError>() {
                 Some(run_exit_code(run))
+            } else if let Some(code) = per_ops_exit_code(e) {
+                Some(code)
             } else if e.is::<per_node::config_error::ConfigError>() {
                 Some(2)
             } else {
@@ -89,4 +96,38 @@ fn lock_exit_code(error: &LockError) -> u8 {
         LockError::Held { .. } => 4,
         LockError::Io { .. } => 1,
     }
+}
+
+/// The exit code a per-ops error stands for, or `None` when `error` is not one of them.
+pub fn per_ops_exit_code(error: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if let Some(e) = error.downcast_ref::<ProcedureError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = error.downcast_ref::<AccessError>() {
+        return Some(match e {
+            AccessError::NoDataDir { .. } => 2,
+            AccessError::Held { .. } => 4,
+            AccessError::Lock(_) => 1,
+            AccessError::Node(node) => node.exit_code(),
+        });
+    }
+    if let Some(e) = error.downcast_ref::<NodeError>() {
+        return Some(e.exit_code());
+    }
+    if error.is::<KeyError>() {
+        return Some(2);
+    }
+    if let Some(e) = error.downcast_ref::<WalReadError>() {
+        return Some(match e {
+            WalReadError::Key(_) => 2,
+            WalReadError::Read(_) => 1,
+        });
+    }
+    if let Some(e) = error.downcast_ref::<FileError>() {
+        return Some(match e {
+            FileError::NoFileName { .. } => 2,
+            FileError::Io { .. } => 1,
+        });
+    }
+    None
 }

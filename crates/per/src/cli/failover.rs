@@ -15,7 +15,9 @@
 use crate::cli::exit::Exit;
 use clap::Args;
 use per_node::ha::{self, HaConfig};
-use serde_json::json;
+use per_wire::client::http_client;
+use per_wire::health::HealthReport;
+use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -42,16 +44,14 @@ pub struct FailoverArgs {
     pub json: bool,
 }
 
-fn get(runtime: &tokio::runtime::Runtime, url: &str) -> Result<(u16, serde_json::Value), String> {
+/// `GET url` → (HTTP status, body text).
+fn get(runtime: &tokio::runtime::Runtime, url: &str) -> Result<(u16, String), String> {
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = http_client(Duration::from_secs(5)).map_err(|e| e.0.to_string())?;
         let response = client.get(url).send().await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(|e| e.to_string())?;
-        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+        Ok((status, text))
     })
 }
 
@@ -66,12 +66,15 @@ pub fn exec(args: FailoverArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| Exit::problem(format!("cannot start the async runtime: {e}")))?;
     let standby = args.standby.as_deref().map(|s| s.trim_end_matches('/'));
     if let Some(base) = standby {
-        let (status, health) = get(&runtime, &format!("{base}/health"))
+        let (status, text) = get(&runtime, &format!("{base}/health"))
             .map_err(|e| Exit::unreachable(format!("standby {base} unreachable: {e}")))?;
-        if health["role"] != "standby" || status != 200 {
+        let health = serde_json::from_str::<HealthReport>(&text).ok();
+        if health.as_ref().is_none_or(|h| h.role != "standby") || status != 200 {
+            // As JSON values (`"primary"`, or `null` without a health document).
+            let role = health.as_ref().map_or(Value::Null, |h| json!(h.role));
+            let state = health.as_ref().map_or(Value::Null, |h| json!(h.status));
             return Err(Exit::refused(format!(
-                "{base} is not a healthy standby (HTTP {status}, role {}, status {}): not switching",
-                health["role"], health["status"]
+                "{base} is not a healthy standby (HTTP {status}, role {role}, status {state}): not switching"
             )));
         }
     }
@@ -93,16 +96,7 @@ pub fn exec(args: FailoverArgs) -> anyhow::Result<ExitCode> {
             ))
         })?;
     let started = Instant::now();
-    client
-        .execute(
-            "UPDATE per_lease SET expires_at = now() - interval '1 millisecond'
-              WHERE cluster = $1 AND epoch = $2",
-            &[
-                &args.cluster,
-                &ha::pg::to_i64(before.epoch).map_err(unreachable)?,
-            ],
-        )
-        .map_err(|e| unreachable(e.into()))?;
+    ha::lease::force_expire(&mut client, &args.cluster, before.epoch).map_err(unreachable)?;
     if !args.json {
         eprintln!(
             "lease of {} (epoch {}) expired; waiting for the standby to take over",

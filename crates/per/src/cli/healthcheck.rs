@@ -9,7 +9,8 @@ use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
 use per_node::config::DEFAULT_LISTEN;
-use serde_json::Value;
+use per_wire::client::HttpOptions;
+use per_wire::health::{HealthReport, HealthStatus};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,11 +71,11 @@ pub fn exec(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let client = HttpOptions::new(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| Exit::unreachable(format!("unreachable: {url}: {}", e.0)))?;
     let answer = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()?;
         let response = client.get(&url).send().await?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
@@ -90,10 +91,10 @@ pub fn exec(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
             body.trim()
         )));
     }
-    let critical = serde_json::from_str::<Value>(&body)
+    let critical = serde_json::from_str::<HealthReport>(&body)
         .ok()
-        .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_owned))
-        .filter(|s| s == "critical");
+        .map(|report| report.status)
+        .filter(|s| *s == HealthStatus::Critical);
     if let Some(state) = critical {
         return Err(Exit::problem(format!("unhealthy: {url}: status {state}")));
     }

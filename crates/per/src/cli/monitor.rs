@@ -15,60 +15,24 @@
 //! failed delivery is retried (429/5xx/transport errors, 3 tries from 500 ms), logged, and makes the
 //! verb exit 1 at the end.
 //!
+//! The rules, the dispatch and the loop are `per_ops::monitor`; this file parses the flags,
+//! prints the start-up report and the summary, and maps the outcome to an exit code.
+//!
 //! Exit: 1 if any delivery failed; else 3 if a target is unreachable at the end; else 1 if another
 //! condition is still active at the end ("not stable"); else 0. 2 for usage/configuration errors.
 
 use crate::cli::exit::Exit;
 use anyhow::Context;
 use clap::Args;
-use per_ops::alert::dedup::{Firing, Tracker};
-use per_ops::alert::{
-    Action, Alert, AnyChannel, Channel, ChannelKind, Channels, RetryPolicy, Severity, deliver,
-    error_chain,
-};
-use serde_json::{Map, Value, json};
+use per_ops::alert::{Channel, Channels, Severity};
+use per_ops::monitor::{self, Rules, Target, parse_target};
+use per_wire::client::HttpOptions;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-/// Every condition a health document answers for.
-const HEALTH_CONDITIONS: &[&str] = &[
-    "unreachable",
-    "status_critical",
-    "status_degraded",
-    "snapshot_lag",
-    "tee_attestation",
-];
-/// The only condition an unreachable target answers for.
-const UNREACHABLE_ONLY: &[&str] = &["unreachable"];
-/// Alerts waiting per channel before new ones are counted as failed deliveries.
-const QUEUE_MAX: usize = 256;
-/// How long the end of the run waits for queued deliveries.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Shortest accepted poll interval.
 const INTERVAL_MIN_SECS: f64 = 0.05;
-/// Fields of `/health` copied into alerts (never anything else).
-const HEALTH_FIELDS: &[&str] = &[
-    "status",
-    "reasons",
-    "snapshot_lag",
-    "pending_tx_count",
-    "last_heartbeat",
-    "last_settlement",
-    "tee_attestation_valid",
-    "tee_attestation",
-    "role",
-    "epoch",
-    "seq",
-    "version",
-    "wal_writer",
-    "accepting_writes",
-    "settlement",
-];
-
 /// Flags of `per monitor`.
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
@@ -128,340 +92,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// A target: the URL polled and the name alerts carry (no credentials, query or fragment).
-#[derive(Clone, Debug)]
-struct Target {
-    name: String,
-    health_url: reqwest::Url,
-}
-
-fn parse_target(text: &str) -> anyhow::Result<Target> {
-    let trimmed = text.trim();
-    let with_scheme = if trimmed.contains("://") {
-        trimmed.to_owned()
-    } else {
-        format!("http://{trimmed}")
-    };
-    let url = reqwest::Url::parse(&with_scheme)
-        .map_err(|e| Exit::usage(format!("--target {text:?} is not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(Exit::usage(format!(
-            "--target {text:?} must be an http:// or https:// URL with a host"
-        )));
-    }
-    let mut shown = url.clone();
-    // Errors mean the URL cannot carry credentials at all; nothing to strip then.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let name = shown.as_str().trim_end_matches('/').to_owned();
-    let mut health_url = url;
-    let path = format!("{}/health", health_url.path().trim_end_matches('/'));
-    health_url.set_path(&path);
-    Ok(Target { name, health_url })
-}
-
-/// What one poll saw.
-#[derive(Debug)]
-enum Observation {
-    Unreachable(String),
-    Health { http_status: u16, body: Value },
-}
-
-async fn probe(http: &reqwest::Client, target: &Target) -> Observation {
-    let response = match http.get(target.health_url.clone()).send().await {
-        Ok(response) => response,
-        Err(error) => {
-            let error = error.without_url();
-            let text = if error.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                error_chain(&error)
-            };
-            return Observation::Unreachable(text);
-        }
-    };
-    let http_status = response.status().as_u16();
-    let text = match response.text().await {
-        Ok(text) => text,
-        Err(error) => return Observation::Unreachable(error_chain(&error.without_url())),
-    };
-    match serde_json::from_str::<Value>(&text) {
-        Ok(body)
-            if matches!(
-                body.get("status").and_then(Value::as_str),
-                Some("healthy" | "degraded" | "critical")
-            ) =>
-        {
-            Observation::Health { http_status, body }
-        }
-        _ => Observation::Unreachable(format!("HTTP {http_status} without a /health document")),
-    }
-}
-
-/// The thresholds of the conditions.
-#[derive(Clone, Copy, Debug)]
-struct Rules {
-    snapshot_lag_secs_max: u64,
-    require_attestation: bool,
-}
-
-/// The conditions `observation` tells about, and those that fire.
-fn evaluate(
-    target: &str,
-    observation: &Observation,
-    rules: Rules,
-) -> (&'static [&'static str], Vec<Firing>) {
-    match observation {
-        Observation::Unreachable(error) => {
-            let mut details = Map::new();
-            details.insert("error".to_owned(), json!(error));
-            let firing = Firing {
-                condition: "unreachable",
-                severity: Severity::P1,
-                summary: format!("per executor unreachable at {target}"),
-                details,
-            };
-            (UNREACHABLE_ONLY, vec![firing])
-        }
-        Observation::Health { http_status, body } => {
-            let mut details = Map::new();
-            details.insert("http_status".to_owned(), json!(http_status));
-            for field in HEALTH_FIELDS {
-                if let Some(value) = body.get(*field) {
-                    details.insert((*field).to_owned(), value.clone());
-                }
-            }
-            let status = body.get("status").and_then(Value::as_str).unwrap_or("");
-            let reasons = body
-                .get("reasons")
-                .and_then(Value::as_array)
-                .map(|r| {
-                    r.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .filter(|r| !r.is_empty());
-            let because = reasons.map(|r| format!(": {r}")).unwrap_or_default();
-            let mut firing = Vec::new();
-            match status {
-                "critical" => firing.push(Firing {
-                    condition: "status_critical",
-                    severity: Severity::P1,
-                    summary: format!("per health check failed: critical at {target}{because}"),
-                    details: details.clone(),
-                }),
-                "degraded" => firing.push(Firing {
-                    condition: "status_degraded",
-                    severity: Severity::P2,
-                    summary: format!("per health check failed: degraded at {target}{because}"),
-                    details: details.clone(),
-                }),
-                _ => {}
-            }
-            if let Some(lag) = body.get("snapshot_lag").and_then(Value::as_u64)
-                && lag > rules.snapshot_lag_secs_max
-            {
-                let mut lag_details = details.clone();
-                lag_details.insert("lag_seconds".to_owned(), json!(lag));
-                lag_details.insert(
-                    "threshold_seconds".to_owned(),
-                    json!(rules.snapshot_lag_secs_max),
-                );
-                firing.push(Firing {
-                    condition: "snapshot_lag",
-                    severity: Severity::P2,
-                    summary: format!(
-                        "snapshot lag {lag} s exceeds {} s at {target}",
-                        rules.snapshot_lag_secs_max
-                    ),
-                    details: lag_details,
-                });
-            }
-            if rules.require_attestation
-                && body.get("tee_attestation_valid").and_then(Value::as_bool) != Some(true)
-            {
-                let mut tee_details = details.clone();
-                tee_details.insert(
-                    "action_required".to_owned(),
-                    json!("Investigate TEE validity (runbook: Service Halt)"),
-                );
-                firing.push(Firing {
-                    condition: "tee_attestation",
-                    severity: Severity::P1,
-                    summary: format!("TEE attestation check failed at {target}"),
-                    details: tee_details,
-                });
-            }
-            (HEALTH_CONDITIONS, firing)
-        }
-    }
-}
-
-/// Counters the delivery workers and the poll loop share.
-#[derive(Debug, Default)]
-struct Stats {
-    polls: AtomicU64,
-    queued: AtomicU64,
-    finished: AtomicU64,
-    alerts_sent: AtomicU64,
-    resolves_sent: AtomicU64,
-    delivery_failures: AtomicU64,
-}
-
-/// One delivery queue and worker per configured channel.
-struct Dispatcher {
-    queues: Vec<(ChannelKind, mpsc::Sender<Arc<Alert>>)>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-    stats: Arc<Stats>,
-}
-
-impl Dispatcher {
-    fn start(channels: Vec<AnyChannel>, stats: Arc<Stats>, policy: RetryPolicy) -> Dispatcher {
-        let mut queues = Vec::new();
-        let mut workers = Vec::new();
-        for channel in channels {
-            let (sender, mut receiver) = mpsc::channel::<Arc<Alert>>(QUEUE_MAX);
-            queues.push((channel.kind(), sender));
-            let stats = stats.clone();
-            workers.push(tokio::spawn(async move {
-                while let Some(alert) = receiver.recv().await {
-                    let delivery = deliver(&channel, &alert, policy).await;
-                    let kind = channel.kind();
-                    let what = action_word(alert.action);
-                    match delivery.result {
-                        Ok(()) => {
-                            let counter = match alert.action {
-                                Action::Trigger => &stats.alerts_sent,
-                                Action::Resolve => &stats.resolves_sent,
-                            };
-                            counter.fetch_add(1, Ordering::Relaxed);
-                            eprintln!(
-                                "per monitor: {kind}: delivered {what} {} {} ({} {})",
-                                alert.condition,
-                                alert.source,
-                                delivery.attempts,
-                                tries(delivery.attempts)
-                            );
-                        }
-                        Err(error) => {
-                            stats.delivery_failures.fetch_add(1, Ordering::Relaxed);
-                            eprintln!(
-                                "per monitor: {kind}: DELIVERY FAILED for {what} {} {} after {} {}: {error}",
-                                alert.condition,
-                                alert.source,
-                                delivery.attempts,
-                                tries(delivery.attempts)
-                            );
-                        }
-                    }
-                    stats.finished.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        Dispatcher {
-            queues,
-            workers,
-            stats,
-        }
-    }
-
-    /// Logs `alert` and queues it on every configured channel of its severity.
-    fn dispatch(&self, alert: Alert) {
-        let kinds = alert.severity.channels();
-        let on: Vec<&str> = kinds
-            .iter()
-            .filter(|k| self.queues.iter().any(|(q, _)| q == *k))
-            .map(|k| k.name())
-            .collect();
-        let route = if on.is_empty() {
-            format!("no {} channel is on: logged only", alert.severity)
-        } else {
-            format!("→ {}", on.join(", "))
-        };
-        eprintln!(
-            "per monitor: {} {} ({route})",
-            action_word(alert.action),
-            alert.headline()
-        );
-        let alert = Arc::new(alert);
-        for (kind, sender) in &self.queues {
-            if !kinds.contains(kind) {
-                continue;
-            }
-            self.stats.queued.fetch_add(1, Ordering::Relaxed);
-            if sender.try_send(alert.clone()).is_err() {
-                self.stats.finished.fetch_add(1, Ordering::Relaxed);
-                self.stats.delivery_failures.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "per monitor: {kind}: DELIVERY FAILED: {QUEUE_MAX} alerts already waiting for this channel"
-                );
-            }
-        }
-    }
-
-    /// Closes the queues and waits (bounded) for the deliveries still queued.
-    async fn finish(self) {
-        drop(self.queues);
-        let mut workers = self.workers;
-        let waited = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            for worker in workers.iter_mut() {
-                let _ = worker.await;
-            }
-        })
-        .await;
-        if waited.is_err() {
-            for worker in &workers {
-                worker.abort();
-            }
-            let queued = self.stats.queued.load(Ordering::Relaxed);
-            let finished = self.stats.finished.load(Ordering::Relaxed);
-            let lost = queued.saturating_sub(finished);
-            self.stats
-                .delivery_failures
-                .fetch_add(lost, Ordering::Relaxed);
-            eprintln!(
-                "per monitor: gave up on {lost} queued deliveries after {} s",
-                DRAIN_TIMEOUT.as_secs()
-            );
-        }
-    }
-}
-
-fn action_word(action: Action) -> &'static str {
-    match action {
-        Action::Trigger => "TRIGGER",
-        Action::Resolve => "RESOLVE",
-    }
-}
-
-fn tries(n: u32) -> &'static str {
-    if n == 1 { "try" } else { "tries" }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Resolves when the run should stop: the duration elapsed, SIGTERM or SIGINT.
-async fn stop_signal(deadline: Option<Instant>) -> &'static str {
-    let until = async {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = until => "duration elapsed",
-        signal = crate::cli::signal::stop_signal() => signal,
-    }
-}
-
 /// Runs the monitor.
 pub fn exec(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     if !args.interval_secs.is_finite() || args.interval_secs < INTERVAL_MIN_SECS {
@@ -487,7 +117,7 @@ pub fn exec(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     }
     let mut targets: Vec<Target> = Vec::new();
     for text in &texts {
-        let target = parse_target(text)?;
+        let target = parse_target(text).map_err(|e| Exit::usage(e.0))?;
         if !targets.iter().any(|t| t.name == target.name) {
             targets.push(target);
         }
@@ -540,52 +170,28 @@ pub fn exec(args: MonitorArgs) -> anyhow::Result<ExitCode> {
 
     // No connection reuse: a fresh connection per poll, so a pooled connection the node closed
     // (restart, idle timeout) never reads as "unreachable".
-    let http = reqwest::Client::builder()
-        .timeout(timeout)
+    let http = HttpOptions::new(timeout)
         .connect_timeout(timeout)
-        .pool_max_idle_per_host(0)
+        .no_idle_connections()
         .user_agent(concat!("per-monitor/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("cannot build the HTTP client")?;
+        .build()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let run = runtime.block_on(run(
+    let run = runtime.block_on(monitor::run(
         targets.clone(),
         channels,
         http,
         interval,
         args.duration,
         rules,
+        crate::cli::signal::stop_signal(),
     ));
     runtime.shutdown_timeout(Duration::from_millis(100));
 
-    let active: Vec<Value> = run
-        .active
-        .iter()
-        .map(|a| {
-            json!({
-                "target": a.target,
-                "condition": a.condition,
-                "severity": a.severity,
-                "since": a.since,
-                "dedup_key": a.dedup_key,
-                "summary": a.summary,
-            })
-        })
-        .collect();
-    let stats = &run.stats;
-    let failures = stats.delivery_failures.load(Ordering::Relaxed);
-    let summary = json!({
-        "targets": names,
-        "polls": stats.polls.load(Ordering::Relaxed),
-        "alerts_sent": stats.alerts_sent.load(Ordering::Relaxed),
-        "resolves_sent": stats.resolves_sent.load(Ordering::Relaxed),
-        "delivery_failures": failures,
-        "conditions_active": active,
-        "stopped_by": run.stopped_by,
-    });
+    let summary = run.summary(&names);
+    let failures = run.stats.delivery_failures.load(Ordering::Relaxed);
     eprintln!(
         "per monitor: stopped ({}): {} polls, {} alerts and {} resolves delivered, {} delivery failures, {} conditions active",
         run.stopped_by,
@@ -629,76 +235,6 @@ pub fn exec(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a run ended with.
-struct RunOutcome {
-    stats: Arc<Stats>,
-    active: Vec<per_ops::alert::dedup::Active>,
-    stopped_by: &'static str,
-}
-
-async fn run(
-    targets: Vec<Target>,
-    channels: Channels,
-    http: reqwest::Client,
-    interval: Duration,
-    duration: Option<Duration>,
-    rules: Rules,
-) -> RunOutcome {
-    let stats = Arc::new(Stats::default());
-    let dispatcher = Dispatcher::start(channels.on, stats.clone(), RetryPolicy::default());
-    let mut tracker = Tracker::new();
-    let deadline = duration.map(|d| Instant::now() + d);
-    let stop = stop_signal(deadline);
-    tokio::pin!(stop);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stopped_by = loop {
-        tokio::select! {
-            biased;
-            reason = &mut stop => break reason,
-            _ = ticker.tick() => {}
-        }
-        let polls: Vec<_> = targets
-            .iter()
-            .map(|target| {
-                let http = http.clone();
-                let target = target.clone();
-                tokio::spawn(async move { probe(&http, &target).await })
-            })
-            .collect();
-        let mut observations = Vec::with_capacity(polls.len());
-        let mut stopped = None;
-        for (target, poll) in targets.iter().zip(polls) {
-            let observation = tokio::select! {
-                biased;
-                reason = &mut stop => { stopped = Some(reason); break; }
-                joined = poll => match joined {
-                    Ok(observation) => observation,
-                    Err(error) => Observation::Unreachable(format!("poll task failed: {error}")),
-                },
-            };
-            observations.push((target, observation));
-        }
-        if let Some(reason) = stopped {
-            break reason;
-        }
-        let now = unix_now();
-        for (target, observation) in observations {
-            stats.polls.fetch_add(1, Ordering::Relaxed);
-            let (evaluated, firing) = evaluate(&target.name, &observation, rules);
-            for alert in tracker.observe(&target.name, evaluated, firing, now) {
-                dispatcher.dispatch(alert);
-            }
-        }
-    };
-    dispatcher.finish().await;
-    RunOutcome {
-        stats,
-        active: tracker.active().into_iter().cloned().collect(),
-        stopped_by,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,77 +249,5 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5 fortnights").is_err());
         assert!(parse_duration("-3").is_err());
-    }
-
-    #[test]
-    fn targets() {
-        let t = parse_target("127.0.0.1:8080").unwrap();
-        assert_eq!(t.name, "http://127.0.0.1:8080");
-        assert_eq!(t.health_url.as_str(), "http://127.0.0.1:8080/health");
-        let t = parse_target("https://user:pw@per.example.com/api/?token=x").unwrap();
-        assert_eq!(t.name, "https://per.example.com/api");
-        assert_eq!(t.health_url.path(), "/api/health");
-        assert!(parse_target("ftp://x").is_err());
-    }
-
-    fn health(body: Value, http_status: u16) -> Observation {
-        Observation::Health { http_status, body }
-    }
-
-    const RULES: Rules = Rules {
-        snapshot_lag_secs_max: 300,
-        require_attestation: false,
-    };
-
-    #[test]
-    fn conditions_from_health() {
-        let (_, firing) = evaluate(
-            "t",
-            &health(
-                json!({"status": "healthy", "snapshot_lag": 10, "tee_attestation_valid": false}),
-                200,
-            ),
-            RULES,
-        );
-        assert!(firing.is_empty(), "attestation is not required by default");
-        let (_, firing) = evaluate(
-            "t",
-            &health(
-                json!({"status": "critical", "reasons": ["halted"], "snapshot_lag": 301}),
-                503,
-            ),
-            RULES,
-        );
-        let names: Vec<_> = firing.iter().map(|f| (f.condition, f.severity)).collect();
-        assert_eq!(
-            names,
-            vec![
-                ("status_critical", Severity::P1),
-                ("snapshot_lag", Severity::P2)
-            ]
-        );
-        assert!(firing[0].summary.contains("halted"));
-        let (_, firing) = evaluate(
-            "t",
-            &health(
-                json!({"status": "degraded", "tee_attestation_valid": false}),
-                200,
-            ),
-            Rules {
-                require_attestation: true,
-                ..RULES
-            },
-        );
-        let names: Vec<_> = firing.iter().map(|f| (f.condition, f.severity)).collect();
-        assert_eq!(
-            names,
-            vec![
-                ("status_degraded", Severity::P2),
-                ("tee_attestation", Severity::P1)
-            ]
-        );
-        let (evaluated, firing) = evaluate("t", &Observation::Unreachable("refused".into()), RULES);
-        assert_eq!(evaluated, UNREACHABLE_ONLY);
-        assert_eq!(firing[0].severity, Severity::P1);
     }
 }

@@ -1,50 +1,8 @@
-//! The one place where the runbook procedures' typed errors (`per_ops`) become the contract's
-//! exit codes (1 a finding, 2 usage/configuration, 3 unreachable, 4 refused because of state).
-//!
-//! `exit.rs::exit_code_of` is meant to call [`per_ops_exit_code`] for every error of a chain;
-//! until it does, each verb passes its error through [`lift`], which turns the first per-ops
-//! error of the chain into an [`Exit`] with the same message.
+//! Verbs' helpers around the runbook procedures' typed errors: [`ops`] boxes one, [`lift`] turns
+//! the first per-ops error of a chain into an [`Exit`] with the same message and code. The codes
+//! themselves are decided in one place, `exit.rs::per_ops_exit_code`.
 
-use crate::cli::exit::Exit;
-use per_ops::data_dir::{AccessError, KeyError};
-use per_ops::error::ProcedureError;
-use per_ops::files::FileError;
-use per_ops::node_client::NodeError;
-use per_ops::wal_read::WalReadError;
-
-/// The exit code a per-ops error stands for, or `None` when `error` is not one of them.
-pub fn per_ops_exit_code(error: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    if let Some(e) = error.downcast_ref::<ProcedureError>() {
-        return Some(e.exit_code());
-    }
-    if let Some(e) = error.downcast_ref::<AccessError>() {
-        return Some(match e {
-            AccessError::NoDataDir { .. } => 2,
-            AccessError::Held { .. } => 4,
-            AccessError::Lock(_) => 1,
-            AccessError::Node(node) => node.exit_code(),
-        });
-    }
-    if let Some(e) = error.downcast_ref::<NodeError>() {
-        return Some(e.exit_code());
-    }
-    if error.is::<KeyError>() {
-        return Some(2);
-    }
-    if let Some(e) = error.downcast_ref::<WalReadError>() {
-        return Some(match e {
-            WalReadError::Key(_) => 2,
-            WalReadError::Read(_) => 1,
-        });
-    }
-    if let Some(e) = error.downcast_ref::<FileError>() {
-        return Some(match e {
-            FileError::NoFileName { .. } => 2,
-            FileError::Io { .. } => 1,
-        });
-    }
-    None
-}
+use crate::cli::exit::{Exit, per_ops_exit_code};
 
 /// `error` unchanged when `exit_code_of` already knows its code; else, when the first error of
 /// the chain it would map is a per-ops error, an [`Exit`] with that error's code and the same
@@ -76,6 +34,9 @@ pub fn ops<E: std::error::Error + Send + Sync + 'static>(error: E) -> anyhow::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use per_ops::data_dir::{AccessError, KeyError};
+    use per_ops::error::ProcedureError;
+    use per_ops::node_client::NodeError;
     use std::path::PathBuf;
 
     #[test]

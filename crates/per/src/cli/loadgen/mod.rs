@@ -252,8 +252,7 @@ pub fn exec(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
             })?),
             None => None,
         };
-    let client = ApiClient::new(&args.target, plan.timeout, Some(token))
-        .context("cannot build the HTTP client")?;
+    let client = ApiClient::new(&args.target, plan.timeout, Some(token))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("per-loadgen")
