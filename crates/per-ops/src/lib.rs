@@ -14,6 +14,7 @@ pub mod ha_seed_log;
 pub mod monitor;
 pub mod node_client;
 pub mod prepare_recovery;
+pub mod prune;
 pub mod replay;
 pub mod report;
 pub mod restore;

@@ -78,8 +78,7 @@ impl NodeClient {
                 context: "cannot start the async runtime",
                 source: Box::new(e),
             })?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
+        let http = per_wire::client::HttpOptions::new(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| NodeError::Setup {

@@ -476,3 +476,113 @@ fn s3_outage_degrades_health_and_catches_up() {
          caught up {catch_up:?} after the server came back ({failures} failed rounds)"
     );
 }
+
+/// Remote retention (`per prune-backups`, issue 12): with short chains (a full every 3 deltas)
+/// and "keep 0 days, at least 2 restore points", a dry run lists deletions and deletes nothing;
+/// the real run deletes exactly those; the target still verifies and restores the newest state;
+/// a target that cannot be reached deletes nothing and exits 3.
+#[test]
+fn prune_backups_keeps_every_chain_it_needs_and_deletes_only_the_rest() {
+    let cluster = unique_cluster("backup-prune");
+    let mut node = backup_node(
+        &cluster,
+        vec![("PER_DATABASE_URL".to_owned(), database_url())],
+    );
+    let config = write_config(
+        node.tmp(),
+        "prune.toml",
+        "[limits]\nsnapshot_every_txs = 10\nsnapshot_delta_chain_max = 3\nsegment_bytes_max = 4096\nbackup_lag_max_secs = 3\n",
+    );
+    node.options.config = Some(config);
+    node.start();
+    let api = node.api();
+    let mut wallet = Wallet::seeded(73);
+    let roots = deposit_roots(&api, &mut wallet, 90);
+    let acked_at = unix_secs();
+    common::snap::wait_for_snapshot_at(&node.data_dir, 90);
+    wait_caught_up(&node, &["postgres"], acked_at);
+    let status = node.sigterm(STOP_TIMEOUT).expect("stopped");
+    assert_eq!(status.code(), Some(0), "{}", node.log());
+
+    let venv = node.verb_env();
+    let data_dir = node.data_dir.display().to_string();
+    let prune = |extra: &[&str]| {
+        let mut args = vec![
+            "prune-backups",
+            "--data-dir",
+            &data_dir,
+            "--target",
+            "postgres",
+            "--keep-days",
+            "0",
+            "--keep-restore-points",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        per_env(node.tmp(), &args, &venv)
+    };
+    let dry = prune(&["--dry-run"]).expect_code(0, "prune-backups --dry-run");
+    let planned = &dry.json["targets"]["postgres"];
+    let to_delete = planned["delete"].as_u64().expect("delete count");
+    assert!(
+        to_delete > 0,
+        "older full chains are deletable: {}",
+        dry.stdout
+    );
+    assert_eq!(dry.json["dry_run"], true);
+    let again = prune(&["--dry-run"]).expect_code(0, "a second dry run");
+    assert_eq!(
+        again.json["targets"]["postgres"]["objects"], planned["objects"],
+        "a dry run deletes nothing"
+    );
+    let kept_points: Vec<&Value> = planned["restore_points"]
+        .as_array()
+        .expect("restore points")
+        .iter()
+        .filter(|rp| rp["kept"] == true)
+        .collect();
+    assert!(kept_points.len() >= 2, "{}", dry.stdout);
+    assert!(
+        kept_points.iter().all(|rp| rp["complete"] == true),
+        "only complete restore points are kept: {}",
+        dry.stdout
+    );
+
+    let real = prune(&[]).expect_code(0, "prune-backups");
+    let deleted = real.json["targets"]["postgres"]["deleted"]
+        .as_array()
+        .expect("deleted")
+        .len() as u64;
+    assert_eq!(deleted, to_delete, "{}", real.stdout);
+    let after = prune(&["--dry-run"]).expect_code(0, "dry run after pruning");
+    assert_eq!(
+        after.json["targets"]["postgres"]["delete"], 0,
+        "a pruned target has nothing more to prune: {}",
+        after.stdout
+    );
+
+    // The target still restores the newest backed-up state on its own.
+    let (seq, _) = restore_and_check(&mut node, "postgres", &venv, &roots);
+    assert!(seq >= 90, "restored seq {seq}");
+
+    // A target that cannot be reached: nothing deleted, exit 3.
+    let dead: Vec<(String, String)> = venv
+        .iter()
+        .filter(|(k, _)| k != "PER_DATABASE_URL")
+        .cloned()
+        .chain([(
+            "PER_DATABASE_URL".to_owned(),
+            format!(
+                "postgres://postgres@127.0.0.1:{}/test?connect_timeout=2",
+                common::free_port()
+            ),
+        )])
+        .collect();
+    let out = per_env(
+        node.tmp(),
+        &["prune-backups", "--data-dir", &data_dir, "--json"],
+        &dead,
+    );
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+}

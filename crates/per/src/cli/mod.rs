@@ -16,6 +16,7 @@ pub mod note;
 pub mod notify_incident;
 pub mod ops_exit;
 pub mod prepare_recovery;
+pub mod prune_backups;
 pub mod replay_wal;
 pub mod requeue_batch;
 pub mod restore_snapshot;
@@ -63,6 +64,8 @@ enum Verb {
     ReplayWal(replay_wal::ReplayWalArgs),
     /// Check every snapshot and WAL segment and their continuity (runbook: verify_backups.sh).
     VerifyBackups(verify_backups::VerifyBackupsArgs),
+    /// Remote retention: keep N days and at least M restore points per target, never breaking a chain (--dry-run to see).
+    PruneBackups(prune_backups::PruneBackupsArgs),
     /// Rebuild the state and recompute its root from the leaves (runbook: verify_state).
     VerifyState(verify_state::VerifyStateArgs),
     /// Take a full snapshot now (from a running node with --url, or offline).
@@ -103,6 +106,7 @@ impl Cli {
             Verb::RestoreSnapshot(args) => restore_snapshot::exec(args),
             Verb::ReplayWal(args) => replay_wal::exec(args),
             Verb::VerifyBackups(args) => verify_backups::exec(args),
+            Verb::PruneBackups(args) => prune_backups::exec(args),
             Verb::VerifyState(args) => verify_state::exec(args),
             Verb::CaptureSnapshot(args) => capture_snapshot::exec(args),
             Verb::CaptureEmergencySnapshot(args) => capture_emergency_snapshot::exec(args),
