@@ -9,29 +9,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use per_store::backup::{BackupError, BackupTarget, PG_SCHEMA, PgTarget, PutOutcome, S3Target};
+use per_testkit::pg::unique_name;
+use per_testkit::s3::S3Server;
+use per_testkit::{database_url, free_port};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
-fn database_url() -> String {
-    std::env::var("PER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
+/// A name no other test (or earlier run) uses: a cluster's rows or an S3 prefix.
 fn unique(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("test-target-{test}-{}-{nanos}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    unique_name("test-target", test)
 }
 
 fn pg_target(cluster: &str) -> PgTarget {
@@ -55,65 +42,9 @@ fn http(port: u16, method: &str, path: &str) -> Option<u16> {
     response.split(' ').nth(1)?.parse().ok()
 }
 
-/// moto on a free port, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start the S3 test server (python3 -m moto.server): {e}; install it with: python3 -m pip install 'moto[server]'")
-            });
-        let mut moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http(port, "GET", "/").is_none() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!(
-                    "the S3 test server (moto) exited with {status}; install it with: python3 -m pip install 'moto[server]'"
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto did not answer on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto.child.try_wait().expect("moto running");
-        moto
-    }
-
-    fn target(&self, url: &str) -> S3Target {
-        let vars: Vec<(String, String)> = [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ALLOW_HTTP", "true"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .chain([(
-            "AWS_ENDPOINT_URL".to_owned(),
-            format!("http://127.0.0.1:{}", self.port),
-        )])
-        .collect();
-        S3Target::from_url_and_vars(url, &vars).expect("s3 target")
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An S3 target on `moto` for `url` (`s3://bucket/prefix`).
+fn s3_target(moto: &S3Server, url: &str) -> S3Target {
+    S3Target::from_url_and_vars(url, &moto.aws_env()).expect("s3 target")
 }
 
 fn contract(target: &mut dyn BackupTarget) {
@@ -186,13 +117,14 @@ fn postgres_target_keeps_the_contract_and_detects_damage_at_rest() {
 
 #[test]
 fn s3_target_keeps_the_contract() {
-    let moto = Moto::start();
+    let logs = tempfile::tempdir().expect("tempdir");
+    let moto = S3Server::start(logs.path());
     assert_eq!(http(moto.port, "PUT", "/per-backups"), Some(200));
     let prefix = unique("s3");
-    let mut target = moto.target(&format!("s3://per-backups/{prefix}"));
+    let mut target = s3_target(&moto, &format!("s3://per-backups/{prefix}"));
     contract(&mut target);
     // Another prefix sees nothing of this one.
-    let mut other = moto.target(&format!("s3://per-backups/{prefix}-other"));
+    let mut other = s3_target(&moto, &format!("s3://per-backups/{prefix}-other"));
     assert_eq!(other.list().expect("list").len(), 0);
     drop(moto);
     assert!(target.list().expect_err("down").is_unreachable());

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use per_store::{PgConnectError, PgConnector};
+use per_testkit::free_port;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -65,14 +66,6 @@ fn chown_postgres(path: &Path) {
             .expect("chown");
         assert!(out.status.success());
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A CA (self-signed) and its issuer, for signing server certificates.
