@@ -124,114 +124,362 @@ fn state_with_note(amount: u64) -> (State, Note) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// InvalidRequest: amounts of zero
+// Rejections, table-driven: each row was one test (its name kept); a failure names its row
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn deposit_of_zero_is_invalid() {
-    let mut state = new_state();
-    let request = deposit_request(&note(1, 0, 2), "dep-zero");
-    invalid_statelessly(&request);
-    rejected(&mut state, &request, "InvalidRequest");
-    // The same deposit with amount 1 goes through: it is the amount that was refused.
-    applied(&mut state, &deposit_request(&note(1, 1, 2), "dep-zero"));
+/// The state a row starts from; the note handed to the row's request builders.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    /// No state at all: the requests are only `prepare`d (they must fail before any state).
+    Stateless,
+    /// An empty state.
+    Empty,
+    /// [`state_with_note`]`(10)`: one sealed note of 10 at leaf 0.
+    NoteOf10,
+    /// Notes `a` (1, 10, 2) at leaf 0 and `b` (3, 10, 4) at leaf 1, sealed; the row gets `a`.
+    TwoNotes,
 }
 
-#[test]
-fn withdraw_of_zero_is_invalid() {
-    let (mut state, n) = state_with_note(10);
-    let request = TxRequest::Withdraw {
-        sender: spend(n, 0, 1, 1),
-        amount: 0,
-        recipient: [9; 32],
-        change: Some(ChangeNote {
-            owner: f(1),
-            vault_id: Field::ZERO,
-            blinding: f(2),
-        }),
-    };
-    invalid_statelessly(&request);
-    rejected(&mut state, &request, "InvalidRequest");
+/// What `prepare` (no state) must say about each request before it reaches the state.
+#[derive(Clone, Copy, Debug)]
+enum Prepare {
+    /// [`invalid_statelessly`]: `Err(InvalidRequest)`.
+    Invalid,
+    /// `Err(InsufficientBalance)`.
+    InsufficientBalance,
+    /// Not checked.
+    Unchecked,
 }
 
-#[test]
-fn transfer_receiver_of_zero_is_invalid() {
-    let (mut state, n) = state_with_note(10);
-    let request = TxRequest::Transfer {
-        sender: spend(n, 0, 1, 1),
-        receiver: note(2, 0, 3),
-        change: Some(note(11, 10, 4)),
-    };
-    invalid_statelessly(&request);
-    rejected(&mut state, &request, "InvalidRequest");
+/// One rejection rule: requests that must be refused with `error` and change nothing.
+struct Rejection {
+    /// The test this row was.
+    name: &'static str,
+    start: Start,
+    /// The requests, each checked on the same state (a rejection changes nothing).
+    requests: fn(Note) -> Vec<TxRequest>,
+    prepare: Prepare,
+    /// The error name `State::execute` refuses with (unused for [`Start::Stateless`]).
+    error: &'static str,
+    /// A text the error's message must contain.
+    message: Option<&'static str>,
+    /// A request that must then be applied (it is the refused detail, not the rest, that failed).
+    then_applied: Option<fn(Note) -> TxRequest>,
 }
 
-#[test]
-fn transfer_change_of_zero_is_invalid() {
-    let (mut state, n) = state_with_note(10);
-    let request = TxRequest::Transfer {
-        sender: spend(n, 0, 1, 1),
-        receiver: note(2, 10, 3),
-        change: Some(note(11, 0, 4)),
-    };
-    invalid_statelessly(&request);
-    rejected(&mut state, &request, "InvalidRequest");
-    // Without the zero change the same transfer is fine.
-    applied(
-        &mut state,
-        &TxRequest::Transfer {
+fn withdraw_all_of(sender: Spend, amount: u64) -> TxRequest {
+    TxRequest::Withdraw {
+        sender,
+        amount,
+        recipient: [1; 32],
+        change: None,
+    }
+}
+
+const REJECTIONS: &[Rejection] = &[
+    // InvalidRequest: amounts of zero.
+    Rejection {
+        name: "deposit_of_zero_is_invalid",
+        start: Start::Empty,
+        requests: |_| vec![deposit_request(&note(1, 0, 2), "dep-zero")],
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: None,
+        // The same deposit with amount 1 goes through: it is the amount that was refused.
+        then_applied: Some(|_| deposit_request(&note(1, 1, 2), "dep-zero")),
+    },
+    Rejection {
+        name: "withdraw_of_zero_is_invalid",
+        start: Start::NoteOf10,
+        requests: |n| {
+            vec![TxRequest::Withdraw {
+                sender: spend(n, 0, 1, 1),
+                amount: 0,
+                recipient: [9; 32],
+                change: Some(ChangeNote {
+                    owner: f(1),
+                    vault_id: Field::ZERO,
+                    blinding: f(2),
+                }),
+            }]
+        },
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "transfer_receiver_of_zero_is_invalid",
+        start: Start::NoteOf10,
+        requests: |n| {
+            vec![TxRequest::Transfer {
+                sender: spend(n, 0, 1, 1),
+                receiver: note(2, 0, 3),
+                change: Some(note(11, 10, 4)),
+            }]
+        },
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "transfer_change_of_zero_is_invalid",
+        start: Start::NoteOf10,
+        requests: |n| {
+            vec![TxRequest::Transfer {
+                sender: spend(n, 0, 1, 1),
+                receiver: note(2, 10, 3),
+                change: Some(note(11, 0, 4)),
+            }]
+        },
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: None,
+        // Without the zero change the same transfer is fine.
+        then_applied: Some(|n| TxRequest::Transfer {
             sender: spend(n, 0, 1, 1),
             receiver: note(2, 10, 3),
             change: None,
+        }),
+    },
+    Rejection {
+        // A zero-amount note can never have been minted; refuse it before touching the tree.
+        name: "spending_a_note_of_zero_is_invalid",
+        start: Start::Stateless,
+        requests: |_| vec![withdraw_all_of(spend(note(1, 0, 2), 0, 1, 1), 1)],
+        prepare: Prepare::Invalid,
+        error: "",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "transfer_output_overflow_is_invalid",
+        start: Start::Stateless,
+        requests: |_| {
+            vec![TxRequest::Transfer {
+                sender: spend(note(1, 5, 2), 0, 1, 1),
+                receiver: note(2, u64::MAX, 3),
+                change: Some(note(1, 1, 4)),
+            }]
         },
-    );
+        prepare: Prepare::Invalid,
+        error: "",
+        message: None,
+        then_applied: None,
+    },
+    // InvalidRequest: deposits.
+    Rejection {
+        name: "deposit_of_zero_commitment_is_invalid",
+        start: Start::Empty,
+        requests: |_| {
+            vec![TxRequest::Deposit {
+                commitment: Field::ZERO,
+                amount: 5,
+                l1_deposit_ref: "dep-zero-commitment".to_owned(),
+            }]
+        },
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "deposit_ref_empty_is_invalid",
+        start: Start::Empty,
+        requests: |_| vec![deposit_request(&note(1, 5, 2), "")],
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: None,
+        then_applied: None,
+    },
+    // Amounts must add up.
+    Rejection {
+        name: "transfer_outputs_adding_to_less_are_invalid",
+        start: Start::NoteOf10,
+        requests: |n| {
+            [None, Some(note(11, 3, 4))]
+                .into_iter()
+                .map(|change| TxRequest::Transfer {
+                    sender: spend(n, 0, 1, 1),
+                    receiver: note(2, 6, 3),
+                    change,
+                })
+                .collect()
+        },
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "transfer_outputs_adding_to_more_are_insufficient_balance",
+        start: Start::NoteOf10,
+        requests: |n| {
+            [(11, None), (6, Some(note(11, 5, 4)))]
+                .into_iter()
+                .map(|(to_receiver, change)| TxRequest::Transfer {
+                    sender: spend(n, 0, 1, 1),
+                    receiver: note(2, to_receiver, 3),
+                    change,
+                })
+                .collect()
+        },
+        prepare: Prepare::InsufficientBalance,
+        error: "InsufficientBalance",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "withdraw_more_than_the_note_is_insufficient_balance",
+        start: Start::NoteOf10,
+        requests: |n| vec![withdraw_all_of(spend(n, 0, 1, 1), 11)],
+        prepare: Prepare::InsufficientBalance,
+        error: "InsufficientBalance",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "withdraw_more_than_the_note_is_insufficient_balance (u64::MAX)",
+        start: Start::NoteOf10,
+        requests: |n| vec![withdraw_all_of(spend(n, 0, 1, 1), u64::MAX)],
+        prepare: Prepare::Unchecked,
+        error: "InsufficientBalance",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "withdraw_remainder_without_change_is_invalid",
+        start: Start::NoteOf10,
+        requests: |n| vec![withdraw_all_of(spend(n, 0, 1, 1), 4)],
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: Some("change"),
+        then_applied: None,
+    },
+    Rejection {
+        name: "withdraw_change_when_nothing_remains_is_invalid",
+        start: Start::NoteOf10,
+        requests: |n| {
+            vec![TxRequest::Withdraw {
+                sender: spend(n, 0, 1, 1),
+                amount: 10,
+                recipient: [1; 32],
+                change: Some(ChangeNote {
+                    owner: f(11),
+                    vault_id: Field::ZERO,
+                    blinding: f(5),
+                }),
+            }]
+        },
+        prepare: Prepare::Invalid,
+        error: "InvalidRequest",
+        message: None,
+        then_applied: None,
+    },
+    // CommitmentNotFound.
+    Rejection {
+        // `a` lives at 0; presenting it at 1 (where `b` lives) must fail.
+        name: "wrong_leaf_index_is_commitment_not_found",
+        start: Start::TwoNotes,
+        requests: |a| vec![withdraw_all_of(spend(a, 1, 1, 1), 10)],
+        prepare: Prepare::Unchecked,
+        error: "CommitmentNotFound",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "unassigned_leaf_index_is_commitment_not_found",
+        start: Start::NoteOf10,
+        requests: |n| {
+            [1, 2, 1000, LEAF_CAPACITY - 1]
+                .into_iter()
+                .map(|index| withdraw_all_of(spend(n, index, 1, 1), 10))
+                .collect()
+        },
+        prepare: Prepare::Unchecked,
+        error: "CommitmentNotFound",
+        message: None,
+        then_applied: None,
+    },
+    Rejection {
+        name: "wrong_opening_is_commitment_not_found",
+        start: Start::NoteOf10,
+        requests: |n| {
+            let wrong_owner = Note { owner: f(99), ..n };
+            let wrong_vault = Note {
+                vault_id: f(1),
+                ..n
+            };
+            let wrong_blinding = Note {
+                blinding: f(13),
+                ..n
+            };
+            let wrong_amount = Note { amount: 11, ..n };
+            [wrong_owner, wrong_vault, wrong_blinding, wrong_amount]
+                .into_iter()
+                .map(|opening| withdraw_all_of(spend(opening, 0, 1, 1), opening.amount))
+                .collect()
+        },
+        prepare: Prepare::Unchecked,
+        error: "CommitmentNotFound",
+        message: None,
+        // The right opening at the same leaf is accepted.
+        then_applied: Some(|n| withdraw_all_of(spend(n, 0, 1, 1), 10)),
+    },
+];
+
+/// Checks one [`Rejection`] row.
+fn check_rejection(row: &Rejection) {
+    let (state, n) = match row.start {
+        Start::Stateless => (None, note(11, 10, 12)),
+        Start::Empty => (Some(new_state()), note(11, 10, 12)),
+        Start::NoteOf10 => {
+            let (state, n) = state_with_note(10);
+            (Some(state), n)
+        }
+        Start::TwoNotes => {
+            let mut state = new_state();
+            let a = note(1, 10, 2);
+            deposit(&mut state, &a, "a");
+            deposit(&mut state, &note(3, 10, 4), "b");
+            state.seal_group();
+            (Some(state), a)
+        }
+    };
+    let requests = (row.requests)(n);
+    assert!(!requests.is_empty(), "a row with no request checks nothing");
+    for request in &requests {
+        match row.prepare {
+            Prepare::Invalid => invalid_statelessly(request),
+            Prepare::InsufficientBalance => {
+                assert_eq!(request.prepare(), Err(TxError::InsufficientBalance));
+            }
+            Prepare::Unchecked => {}
+        }
+    }
+    let Some(mut state) = state else {
+        return;
+    };
+    for request in &requests {
+        let error = rejected(&mut state, request, row.error);
+        if let Some(text) = row.message {
+            assert!(error.to_string().contains(text), "{error}");
+        }
+    }
+    if let Some(then) = row.then_applied {
+        applied(&mut state, &then(n));
+    }
 }
 
 #[test]
-fn spending_a_note_of_zero_is_invalid() {
-    // A zero-amount note can never have been minted; refuse it before touching the tree.
-    let request = TxRequest::Withdraw {
-        sender: spend(note(1, 0, 2), 0, 1, 1),
-        amount: 1,
-        recipient: [1; 32],
-        change: None,
-    };
-    invalid_statelessly(&request);
-}
-
-#[test]
-fn transfer_output_overflow_is_invalid() {
-    let request = TxRequest::Transfer {
-        sender: spend(note(1, 5, 2), 0, 1, 1),
-        receiver: note(2, u64::MAX, 3),
-        change: Some(note(1, 1, 4)),
-    };
-    invalid_statelessly(&request);
+fn rejections_change_nothing() {
+    per_testkit::cases::run_cases(REJECTIONS, |row| row.name, check_rejection);
 }
 
 // ---------------------------------------------------------------------------------------------
 // InvalidRequest: deposits
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn deposit_of_zero_commitment_is_invalid() {
-    let mut state = new_state();
-    let request = TxRequest::Deposit {
-        commitment: Field::ZERO,
-        amount: 5,
-        l1_deposit_ref: "dep-zero-commitment".to_owned(),
-    };
-    invalid_statelessly(&request);
-    rejected(&mut state, &request, "InvalidRequest");
-}
-
-#[test]
-fn deposit_ref_empty_is_invalid() {
-    let mut state = new_state();
-    let request = deposit_request(&note(1, 5, 2), "");
-    invalid_statelessly(&request);
-    rejected(&mut state, &request, "InvalidRequest");
-}
 
 #[test]
 fn deposit_ref_length_limit_is_128_bytes() {
@@ -308,157 +556,8 @@ fn leaf_index_outside_the_tree_is_invalid() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Amounts must add up
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn transfer_outputs_adding_to_less_are_invalid() {
-    let (mut state, n) = state_with_note(10);
-    for change in [None, Some(note(11, 3, 4))] {
-        let request = TxRequest::Transfer {
-            sender: spend(n, 0, 1, 1),
-            receiver: note(2, 6, 3),
-            change,
-        };
-        invalid_statelessly(&request);
-        rejected(&mut state, &request, "InvalidRequest");
-    }
-}
-
-#[test]
-fn transfer_outputs_adding_to_more_are_insufficient_balance() {
-    let (mut state, n) = state_with_note(10);
-    for (to_receiver, change) in [(11, None), (6, Some(note(11, 5, 4)))] {
-        let request = TxRequest::Transfer {
-            sender: spend(n, 0, 1, 1),
-            receiver: note(2, to_receiver, 3),
-            change,
-        };
-        assert_eq!(request.prepare(), Err(TxError::InsufficientBalance));
-        rejected(&mut state, &request, "InsufficientBalance");
-    }
-}
-
-#[test]
-fn withdraw_more_than_the_note_is_insufficient_balance() {
-    let (mut state, n) = state_with_note(10);
-    let request = TxRequest::Withdraw {
-        sender: spend(n, 0, 1, 1),
-        amount: 11,
-        recipient: [1; 32],
-        change: None,
-    };
-    assert_eq!(request.prepare(), Err(TxError::InsufficientBalance));
-    rejected(&mut state, &request, "InsufficientBalance");
-    let huge = TxRequest::Withdraw {
-        sender: spend(n, 0, 1, 1),
-        amount: u64::MAX,
-        recipient: [1; 32],
-        change: None,
-    };
-    rejected(&mut state, &huge, "InsufficientBalance");
-}
-
-#[test]
-fn withdraw_remainder_without_change_is_invalid() {
-    let (mut state, n) = state_with_note(10);
-    let request = TxRequest::Withdraw {
-        sender: spend(n, 0, 1, 1),
-        amount: 4,
-        recipient: [1; 32],
-        change: None,
-    };
-    invalid_statelessly(&request);
-    let error = rejected(&mut state, &request, "InvalidRequest");
-    assert!(error.to_string().contains("change"), "{error}");
-}
-
-#[test]
-fn withdraw_change_when_nothing_remains_is_invalid() {
-    let (mut state, n) = state_with_note(10);
-    let request = TxRequest::Withdraw {
-        sender: spend(n, 0, 1, 1),
-        amount: 10,
-        recipient: [1; 32],
-        change: Some(ChangeNote {
-            owner: f(11),
-            vault_id: Field::ZERO,
-            blinding: f(5),
-        }),
-    };
-    invalid_statelessly(&request);
-    rejected(&mut state, &request, "InvalidRequest");
-}
-
-// ---------------------------------------------------------------------------------------------
 // CommitmentNotFound
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn wrong_leaf_index_is_commitment_not_found() {
-    let mut state = new_state();
-    let a = note(1, 10, 2);
-    let b = note(3, 10, 4);
-    deposit(&mut state, &a, "a");
-    deposit(&mut state, &b, "b");
-    state.seal_group();
-    // `a` lives at 0; presenting it at 1 (where `b` lives) must fail.
-    let request = TxRequest::Withdraw {
-        sender: spend(a, 1, 1, 1),
-        amount: 10,
-        recipient: [1; 32],
-        change: None,
-    };
-    rejected(&mut state, &request, "CommitmentNotFound");
-}
-
-#[test]
-fn unassigned_leaf_index_is_commitment_not_found() {
-    let (mut state, n) = state_with_note(10);
-    for index in [1, 2, 1000, LEAF_CAPACITY - 1] {
-        let request = TxRequest::Withdraw {
-            sender: spend(n, index, 1, 1),
-            amount: 10,
-            recipient: [1; 32],
-            change: None,
-        };
-        rejected(&mut state, &request, "CommitmentNotFound");
-    }
-}
-
-#[test]
-fn wrong_opening_is_commitment_not_found() {
-    let (mut state, n) = state_with_note(10);
-    let wrong_owner = Note { owner: f(99), ..n };
-    let wrong_vault = Note {
-        vault_id: f(1),
-        ..n
-    };
-    let wrong_blinding = Note {
-        blinding: f(13),
-        ..n
-    };
-    let wrong_amount = Note { amount: 11, ..n };
-    for opening in [wrong_owner, wrong_vault, wrong_blinding, wrong_amount] {
-        let request = TxRequest::Withdraw {
-            sender: spend(opening, 0, 1, 1),
-            amount: opening.amount,
-            recipient: [1; 32],
-            change: None,
-        };
-        rejected(&mut state, &request, "CommitmentNotFound");
-    }
-    // The right opening at the same leaf is accepted.
-    applied(
-        &mut state,
-        &TxRequest::Withdraw {
-            sender: spend(n, 0, 1, 1),
-            amount: 10,
-            recipient: [1; 32],
-            change: None,
-        },
-    );
-}
 
 #[test]
 fn unsealed_deposit_is_spendable_in_the_same_group() {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FailingJournal, Localnet, MemoryJournal, dead_endpoint};
+use common::{FailingJournal, MemoryJournal, dead_endpoint, start_localnet};
 use per_l1::encode::MEMO_PROGRAM_ID;
 use per_l1::rpc::REQUEST_TIMEOUT_DEFAULT;
 use per_l1::{
@@ -39,7 +39,7 @@ fn policy() -> RetryPolicy {
 #[tokio::test]
 async fn rpc_methods_answer_and_json_rpc_errors_are_typed() {
     let authority = Keypair::new();
-    let localnet = Localnet::start(&[authority.pubkey()]);
+    let localnet = start_localnet(&[authority.pubkey()]);
     let rpc = RpcClient::new(vec![localnet.url.clone()], REQUEST_TIMEOUT_DEFAULT).unwrap();
     let slot = rpc.get_slot().await.unwrap();
     let height = rpc.get_block_height().await.unwrap();
@@ -98,7 +98,7 @@ async fn rpc_methods_answer_and_json_rpc_errors_are_typed() {
 #[tokio::test]
 async fn memo_batch_lands_and_reads_back() {
     let authority = Keypair::new();
-    let localnet = Localnet::start(&[authority.pubkey()]);
+    let localnet = start_localnet(&[authority.pubkey()]);
     let rpc = RpcClient::new(vec![localnet.url.clone()], REQUEST_TIMEOUT_DEFAULT).unwrap();
     let journal = MemoryJournal::default();
     let anchor = anchor(42);
@@ -153,7 +153,7 @@ async fn memo_batch_lands_and_reads_back() {
 #[tokio::test]
 async fn resubmission_is_already_settled_and_sends_nothing() {
     let authority = Keypair::new();
-    let localnet = Localnet::start(&[authority.pubkey()]);
+    let localnet = start_localnet(&[authority.pubkey()]);
     let rpc = RpcClient::new(vec![localnet.url.clone()], REQUEST_TIMEOUT_DEFAULT).unwrap();
     let journal = MemoryJournal::default();
     let anchor = anchor(7);
@@ -260,7 +260,7 @@ async fn resubmission_is_already_settled_and_sends_nothing() {
 #[tokio::test]
 async fn fails_over_to_the_next_endpoint() {
     let authority = Keypair::new();
-    let localnet = Localnet::start(&[authority.pubkey()]);
+    let localnet = start_localnet(&[authority.pubkey()]);
     let rpc = RpcClient::new(
         vec![dead_endpoint(), localnet.url.clone()],
         REQUEST_TIMEOUT_DEFAULT,
@@ -292,7 +292,7 @@ async fn fails_over_to_the_next_endpoint() {
 #[tokio::test]
 async fn journal_failure_stops_before_sending() {
     let authority = Keypair::new();
-    let localnet = Localnet::start(&[authority.pubkey()]);
+    let localnet = start_localnet(&[authority.pubkey()]);
     let rpc = RpcClient::new(vec![localnet.url.clone()], REQUEST_TIMEOUT_DEFAULT).unwrap();
     // The genesis airdrop is already in the authority's history.
     let before = rpc
@@ -328,7 +328,7 @@ async fn journal_failure_stops_before_sending() {
 #[tokio::test]
 async fn never_sends_while_an_earlier_transaction_can_still_land() {
     let authority = Keypair::new();
-    let localnet = Localnet::start(&[authority.pubkey()]);
+    let localnet = start_localnet(&[authority.pubkey()]);
     let rpc = RpcClient::new(vec![localnet.url.clone()], REQUEST_TIMEOUT_DEFAULT).unwrap();
     let height = rpc.get_block_height().await.unwrap();
     let journal = MemoryJournal::default();

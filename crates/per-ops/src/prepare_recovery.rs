@@ -48,8 +48,8 @@ pub struct Readiness {
 /// The target's `/health` (status and JSON body; a body that is not JSON reads as null).
 fn health(runtime: &tokio::runtime::Runtime, base: &str) -> Result<(u16, Value), String> {
     runtime.block_on(async {
-        let client = per_wire::client::http_client(Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
+        let client =
+            per_wire::client::http_client(Duration::from_secs(5)).map_err(|e| e.to_string())?;
         let response = client
             .get(format!("{}/health", base.trim_end_matches('/')))
             .send()

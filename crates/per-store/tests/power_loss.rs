@@ -199,11 +199,7 @@ fn check_snapshots(snap_dir: &Path, truth: &Truth, context: &str) {
 
 #[test]
 fn randomized_power_loss_keeps_every_acknowledged_group() {
-    let seed = env_u64("PER_POWER_LOSS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    });
+    let seed = per_testkit::seed::seed_from("PER_POWER_LOSS_SEED");
     let cycles = env_u64("PER_POWER_LOSS_CYCLES").unwrap_or(CYCLES_DEFAULT);
     println!("power-loss test: seed {seed}, {cycles} cycles (replay: PER_POWER_LOSS_SEED={seed})");
     let started = Instant::now();

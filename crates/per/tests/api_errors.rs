@@ -87,6 +87,91 @@ fn rejected(api: &Api, before: &Value, resp: &Resp, status: u16, name: &str, wha
     );
 }
 
+/// How a [`Rejection`]'s request is sent.
+enum Request {
+    /// POST of a JSON body with an optional bearer token.
+    Post {
+        path: &'static str,
+        body: Value,
+        token: Option<String>,
+    },
+    /// POST of raw bytes, no token.
+    Raw { path: &'static str, body: Vec<u8> },
+    /// GET.
+    Get { path: String },
+}
+
+/// One row of a table of rejections: a request and the error it must get, changing nothing.
+struct Rejection {
+    /// The case's name (in every failure message).
+    what: String,
+    request: Request,
+    status: u16,
+    error: &'static str,
+}
+
+impl Rejection {
+    /// A JSON body sent as [`send`] does (the deposit token for `/deposit`).
+    fn sent(what: &str, path: &'static str, body: Value, status: u16, error: &'static str) -> Self {
+        let token = (path == "/deposit").then_some(DEPOSIT_TOKEN);
+        Rejection::post(what, path, body, token, status, error)
+    }
+
+    /// A JSON body with `token`.
+    fn post(
+        what: &str,
+        path: &'static str,
+        body: Value,
+        token: Option<&str>,
+        status: u16,
+        error: &'static str,
+    ) -> Self {
+        Rejection {
+            what: what.to_owned(),
+            request: Request::Post {
+                path,
+                body,
+                token: token.map(str::to_owned),
+            },
+            status,
+            error,
+        }
+    }
+
+    /// A GET of `path`.
+    fn get(what: &str, path: &str, status: u16, error: &'static str) -> Self {
+        Rejection {
+            what: what.to_owned(),
+            request: Request::Get {
+                path: path.to_owned(),
+            },
+            status,
+            error,
+        }
+    }
+}
+
+/// Sends every row in order and checks it with [`rejected`] against `before`; a failure names
+/// its rows.
+fn check_rejections(api: &Api, before: &Value, rows: &[Rejection]) {
+    per_testkit::cases::run_cases(
+        rows,
+        |row| &row.what,
+        |row| {
+            let resp = match &row.request {
+                Request::Post { path, body, token } => api
+                    .post(path, body, token.as_deref())
+                    .unwrap_or_else(|e| panic!("POST {path}: {e}")),
+                Request::Raw { path, body } => api
+                    .post_raw(path, body.clone(), None)
+                    .unwrap_or_else(|e| panic!("POST {path}: {e}")),
+                Request::Get { path } => api.get_ok(path),
+            };
+            rejected(api, before, &resp, row.status, row.error, &row.what);
+        },
+    );
+}
+
 #[test]
 fn happy_path_leaves_proofs_receipts_and_exactly_once() {
     let node = debug_node();
@@ -405,10 +490,16 @@ fn every_error_name_with_status_body_and_no_state_change() {
     zero_withdraw["amount"] = json!("0");
     cases.push(("withdraw amount 0", "/withdraw", zero_withdraw));
 
-    for (what, path, body) in &cases {
-        let resp = send(&api, path, body);
-        rejected(&api, &before, &resp, 400, "InvalidRequest", what);
-    }
+    check_rejections(
+        &api,
+        &before,
+        &cases
+            .iter()
+            .map(|(what, path, body)| {
+                Rejection::sent(what, path, body.clone(), 400, "InvalidRequest")
+            })
+            .collect::<Vec<_>>(),
+    );
     // A value of the wrong type is not echoed back (it may be a secret); the field position is.
     let mut secret_as_number = transfer_of(&b, &[&fresh(&mut wallet, &mut secrets, 500)]);
     secret_as_number["sender"]["secret"] = json!(987_654_321_987u64);
@@ -431,140 +522,115 @@ fn every_error_name_with_status_body_and_no_state_change() {
     let first = send(&api, "/deposit", &first_use);
     assert_eq!(first.status, 200, "{}", first.text);
     let before = api.pool_info();
-    let resp = send(&api, "/deposit", &reused_ref);
-    rejected(
-        &api,
-        &before,
-        &resp,
+    let mut rejections = vec![Rejection::sent(
+        "reused l1_deposit_ref",
+        "/deposit",
+        reused_ref,
         400,
         "InvalidRequest",
-        "reused l1_deposit_ref",
-    );
+    )];
     for (what, path, raw) in [
         ("not JSON", "/transfer", b"{not json".to_vec()),
         ("empty body", "/transfer", Vec::new()),
         ("JSON array", "/withdraw", b"[]".to_vec()),
     ] {
-        let resp = api.post_raw(path, raw, None).expect("POST");
-        rejected(&api, &before, &resp, 400, "InvalidRequest", what);
+        rejections.push(Rejection {
+            what: what.to_owned(),
+            request: Request::Raw { path, body: raw },
+            status: 400,
+            error: "InvalidRequest",
+        });
     }
     for (what, path) in [
         ("non-numeric leaf index", "/merkle/proof/abc"),
         ("negative leaf index", "/merkle/proof/-1"),
         ("receipt id not hex", "/receipt/xyz"),
     ] {
-        let resp = api.get_ok(path);
-        rejected(&api, &before, &resp, 400, "InvalidRequest", what);
+        rejections.push(Rejection::get(what, path, 400, "InvalidRequest"));
     }
 
     // --- InsufficientBalance (400) ---
     let big = fresh(&mut wallet, &mut secrets, 400);
     let big_change = fresh(&mut wallet, &mut secrets, 200); // 600 > 500
-    let resp = send(&api, "/transfer", &transfer_of(&b, &[&big, &big_change]));
-    rejected(
-        &api,
-        &before,
-        &resp,
+    rejections.push(Rejection::sent(
+        "outputs above the sender's amount",
+        "/transfer",
+        transfer_of(&b, &[&big, &big_change]),
         400,
         "InsufficientBalance",
-        "outputs above the sender's amount",
-    );
+    ));
     let (mut over, _) = wallet.withdraw(&b, 200, RECIPIENT).expect("withdraw");
     over["amount"] = json!("501");
     over.as_object_mut().expect("object").remove("change");
-    let resp = send(&api, "/withdraw", &over);
-    rejected(
-        &api,
-        &before,
-        &resp,
+    rejections.push(Rejection::sent(
+        "withdrawal above the note",
+        "/withdraw",
+        over,
         400,
         "InsufficientBalance",
-        "withdrawal above the note",
-    );
+    ));
 
     // --- CommitmentNotFound (400) ---
     let mut wrong_opening = b.clone();
     wrong_opening.note.blinding = wallet.random_field();
     secrets.note(&wrong_opening);
     let out = fresh(&mut wallet, &mut secrets, 500);
-    let resp = send(&api, "/transfer", &transfer_of(&wrong_opening, &[&out]));
-    rejected(
-        &api,
-        &before,
-        &resp,
-        400,
-        "CommitmentNotFound",
-        "wrong opening",
-    );
     let mut unknown_leaf = b.clone();
     unknown_leaf.leaf_index = Some(999_999);
-    let resp = send(&api, "/transfer", &transfer_of(&unknown_leaf, &[&out]));
-    rejected(
-        &api,
-        &before,
-        &resp,
-        400,
-        "CommitmentNotFound",
-        "unknown leaf index",
-    );
     let mut wrong_leaf = b.clone();
     wrong_leaf.leaf_index = Some(2); // A's receiver sits there
-    let resp = send(&api, "/transfer", &transfer_of(&wrong_leaf, &[&out]));
-    rejected(
-        &api,
-        &before,
-        &resp,
-        400,
-        "CommitmentNotFound",
-        "another note's leaf",
-    );
+    for (what, sender) in [
+        ("wrong opening", &wrong_opening),
+        ("unknown leaf index", &unknown_leaf),
+        ("another note's leaf", &wrong_leaf),
+    ] {
+        rejections.push(Rejection::sent(
+            what,
+            "/transfer",
+            transfer_of(sender, &[&out]),
+            400,
+            "CommitmentNotFound",
+        ));
+    }
 
     // --- NullifierSpent (400): A again, same secret and nonce, different outputs ---
     let again = fresh(&mut wallet, &mut secrets, 1_000);
-    let resp = send(&api, "/transfer", &transfer_of(&a, &[&again]));
-    rejected(&api, &before, &resp, 400, "NullifierSpent", "double spend");
-    let (withdraw_a, _) = wallet.withdraw(&a, 1_000, RECIPIENT).expect("withdraw");
-    let resp = send(&api, "/withdraw", &withdraw_a);
-    rejected(
-        &api,
-        &before,
-        &resp,
+    rejections.push(Rejection::sent(
+        "double spend",
+        "/transfer",
+        transfer_of(&a, &[&again]),
         400,
         "NullifierSpent",
+    ));
+    let (withdraw_a, _) = wallet.withdraw(&a, 1_000, RECIPIENT).expect("withdraw");
+    rejections.push(Rejection::sent(
         "double spend by withdrawal",
-    );
+        "/withdraw",
+        withdraw_a,
+        400,
+        "NullifierSpent",
+    ));
 
     // --- Unauthorized (401) ---
     let d2 = fresh(&mut wallet, &mut secrets, 10);
     let deposit_body = wallet.deposit_body(&d2);
-    let resp = api.post("/deposit", &deposit_body, None).expect("POST");
-    rejected(
-        &api,
-        &before,
-        &resp,
-        401,
-        "Unauthorized",
-        "missing deposit token",
-    );
-    let resp = api
-        .post("/deposit", &deposit_body, Some("wrong-token-wrong-token"))
-        .expect("POST");
-    rejected(
-        &api,
-        &before,
-        &resp,
-        401,
-        "Unauthorized",
-        "wrong deposit token",
-    );
-    let resp = api
-        .post(
-            "/deposit",
-            &deposit_body,
+    for (what, token) in [
+        ("missing deposit token", None),
+        ("wrong deposit token", Some("wrong-token-wrong-token")),
+        (
+            "token prefix",
             Some(&DEPOSIT_TOKEN[..DEPOSIT_TOKEN.len() - 1]),
-        )
-        .expect("POST");
-    rejected(&api, &before, &resp, 401, "Unauthorized", "token prefix");
+        ),
+    ] {
+        rejections.push(Rejection::post(
+            what,
+            "/deposit",
+            deposit_body.clone(),
+            token,
+            401,
+            "Unauthorized",
+        ));
+    }
 
     // --- NotFound (404) ---
     for (what, path) in [
@@ -572,23 +638,35 @@ fn every_error_name_with_status_body_and_no_state_change() {
         ("unknown receipt", &format!("/receipt/{}", "0".repeat(64))),
         ("unknown route", "/no/such/route"),
     ] {
-        let resp = api.get_ok(path);
-        rejected(&api, &before, &resp, 404, "NotFound", what);
+        rejections.push(Rejection::get(what, path, 404, "NotFound"));
     }
-    let resp = api.post("/no/such/route", &json!({}), None).expect("POST");
-    rejected(&api, &before, &resp, 404, "NotFound", "unknown POST route");
+    rejections.push(Rejection::post(
+        "unknown POST route",
+        "/no/such/route",
+        json!({}),
+        None,
+        404,
+        "NotFound",
+    ));
 
     // --- PayloadTooLarge (413): a > 16 KiB body ---
     let mut huge = transfer_of(&b, &[&out]);
     huge["padding"] = json!("x".repeat(17 * 1024));
-    for path in ["/transfer", "/withdraw"] {
-        let resp = api.post(path, &huge, None).expect("POST");
-        rejected(&api, &before, &resp, 413, "PayloadTooLarge", path);
+    for (path, token) in [
+        ("/transfer", None),
+        ("/withdraw", None),
+        ("/deposit", Some(DEPOSIT_TOKEN)),
+    ] {
+        rejections.push(Rejection::post(
+            path,
+            path,
+            huge.clone(),
+            token,
+            413,
+            "PayloadTooLarge",
+        ));
     }
-    let resp = api
-        .post("/deposit", &huge, Some(DEPOSIT_TOKEN))
-        .expect("POST");
-    rejected(&api, &before, &resp, 413, "PayloadTooLarge", "/deposit");
+    check_rejections(&api, &before, &rejections);
 
     // Nothing above changed anything: B is still spendable, and the original deposit's receipt
     // is still served.

@@ -11,6 +11,7 @@ mod common;
 
 use common::{ADMIN_TOKEN, Api, Node, per_bin};
 use per_node::attestation::fake_quote;
+use per_testkit::Poll;
 use per_wire::client::Wallet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -155,19 +156,10 @@ fn every_second(mut node: Node) -> Node {
 
 /// Polls `probe` until it returns `Some`, or fails with `what` and the node's log after
 /// [`CHANGE_DEADLINE`].
-fn wait_for<T>(node: &Node, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + CHANGE_DEADLINE;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; node log:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for<T>(node: &Node, what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    Poll::new(CHANGE_DEADLINE)
+        .every(Duration::from_millis(50))
+        .wait_or(what, || format!("node log:\n{}", node.log()), probe)
 }
 
 /// The value of `per_tee_attestation_valid{provider="…"}` (None when absent).

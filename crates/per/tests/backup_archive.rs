@@ -12,16 +12,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/cli.rs"]
-mod cli;
 mod common;
-#[path = "common/s3.rs"]
-mod s3;
 
 use cli::{CliOut, per_env};
+use common::cli;
 use common::driver::Driver;
 use common::snap::write_config;
 use common::{Node, database_url, unique_cluster};
+use per_testkit::s3;
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -12,15 +12,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/cli.rs"]
-mod cli;
 mod common;
-#[path = "common/s3.rs"]
-mod s3;
 
 use cli::per_env;
+use common::cli;
 use common::snap::write_config;
 use common::{Api, Node, database_url, unique_cluster};
+use per_testkit::Poll;
+use per_testkit::s3;
 use per_wire::client::Wallet;
 use rand::Rng;
 use rand::SeedableRng;
@@ -95,26 +94,33 @@ fn local_object_count(data_dir: &Path) -> u64 {
 fn wait_caught_up(node: &Node, targets: &[&str], since: u64) -> Duration {
     let started = Instant::now();
     let api = node.api();
-    loop {
-        let h = health(&api);
-        let expected = local_object_count(&node.data_dir);
-        let done = targets.iter().all(|t| {
-            let b = &h["backups"][*t];
-            b["pending"] == 0
-                && b["uploaded"].as_u64().unwrap_or(0) >= expected
-                && b["last_success"].as_u64().unwrap_or(0) >= since
-        });
-        if done {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < CATCH_UP_TIMEOUT,
-            "backups did not catch up ({expected} local objects): {}\n{}",
-            h["backups"],
-            node.log()
+    Poll::new(CATCH_UP_TIMEOUT)
+        .every(Duration::from_millis(100))
+        .wait_or(
+            "the backups to catch up",
+            || {
+                format!(
+                    "{} local objects: {}\n{}",
+                    local_object_count(&node.data_dir),
+                    health(&api)["backups"],
+                    node.log()
+                )
+            },
+            || {
+                let h = health(&api);
+                let expected = local_object_count(&node.data_dir);
+                targets
+                    .iter()
+                    .all(|t| {
+                        let b = &h["backups"][*t];
+                        b["pending"] == 0
+                            && b["uploaded"].as_u64().unwrap_or(0) >= expected
+                            && b["last_success"].as_u64().unwrap_or(0) >= since
+                    })
+                    .then_some(())
+            },
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    started.elapsed()
 }
 
 fn unix_secs() -> u64 {

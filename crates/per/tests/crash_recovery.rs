@@ -9,6 +9,7 @@ mod common;
 
 use common::Node;
 use common::driver::Driver;
+use per_testkit::seed;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
@@ -17,15 +18,6 @@ use std::time::{Duration, Instant};
 const CYCLES: u32 = 20;
 /// Concurrent load threads.
 const WORKERS: usize = 12;
-
-fn seed() -> u64 {
-    match std::env::var("PER_TEST_SEED") {
-        Ok(text) => text.parse().expect("PER_TEST_SEED must be a u64"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    }
-}
 
 #[test]
 fn kill_9_under_load_loses_nothing_acknowledged() {

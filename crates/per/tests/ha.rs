@@ -8,9 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod ha_support;
 
 use common::driver::{Driver, acked_of};
 use common::{Api, Kind, Node, database_url, unique_cluster};
+use ha_support::{post_until_acked, set_mode, ttl_secs, wait_for};
+use per_testkit::seed;
 use per_wire::client::{OwnedNote, Wallet};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -18,74 +21,17 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// Lease TTL of the test clusters (short, so takeovers are quick); `PER_TEST_HA_TTL_SECS`
-/// overrides it (e.g. 5 to measure the failover time with a production-like TTL).
-fn ttl_secs() -> u64 {
-    std::env::var("PER_TEST_HA_TTL_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
-}
 /// Bound on a takeover (kill → first acknowledged write on the standby).
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn seed() -> u64 {
-    match std::env::var("PER_TEST_SEED") {
-        Ok(text) => text.parse().expect("PER_TEST_SEED must be a u64"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    }
-}
-
 /// An HA node of `cluster` (not started).
 fn ha_node(cluster: &str, node_id: &str, mode: &str) -> Node {
-    let mut node = Node::new();
-    set_mode(&mut node, cluster, node_id, mode);
-    node
-}
-
-fn set_mode(node: &mut Node, cluster: &str, node_id: &str, mode: &str) {
-    node.options.cluster = Some(cluster.to_owned());
-    node.options.env = vec![
-        ("DEPLOYMENT_MODE".to_owned(), mode.to_owned()),
-        ("PER_DATABASE_URL".to_owned(), database_url()),
-        ("PER_NODE_ID".to_owned(), node_id.to_owned()),
-        ("PER_LEASE_TTL_SECS".to_owned(), ttl_secs().to_string()),
-        // These tests exercise failover, not the shared log's authentication (ha_log_auth.rs).
-        ("PER_HA_INSECURE_LOG".to_owned(), "1".to_owned()),
-    ];
-}
-
-/// Polls until `check` holds (or fails the test with `what` and the node's log).
-fn wait_for(node: &Node, what: &str, timeout: Duration, mut check: impl FnMut(&Api) -> bool) {
-    let deadline = Instant::now() + timeout;
-    let api = node.api();
-    loop {
-        if check(&api) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; node log:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    ha_support::ha_node(cluster, node_id, mode, &[])
 }
 
 /// Spawns a node that must come up as a standby (`/health` role standby, `/readyz` 503).
 fn start_standby(node: &mut Node) {
-    node.spawn();
-    wait_for(
-        node,
-        "the standby to serve",
-        Duration::from_secs(20),
-        |api| {
-            api.get("/health")
-                .is_ok_and(|r| r.json["role"] == "standby")
-        },
-    );
+    ha_support::start_standby(node);
     let ready = node.api().get_ok("/readyz");
     assert_eq!(ready.status, 503, "a standby is not ready: {}", ready.text);
 }
@@ -115,27 +61,9 @@ fn pool(api: &Api) -> (u64, Value) {
 }
 
 /// Sends `body` until the node acknowledges it (the same bytes each time, so a retry after a lost
-/// answer is answered with the original receipt). Returns the response and the time it took.
+/// answer is answered with the original receipt), for at most [`FAILOVER_TIMEOUT`].
 fn write_until_acked(api: &Api, path: &str, body: &Value, token: Option<&str>) -> common::Resp {
-    let deadline = Instant::now() + FAILOVER_TIMEOUT;
-    loop {
-        if let Ok(resp) = api.post(path, body, token) {
-            if resp.status == 200 {
-                return resp;
-            }
-            assert!(
-                resp.status >= 500,
-                "{path} answered {} during the takeover: {}",
-                resp.status,
-                resp.text
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no write acknowledged within {FAILOVER_TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    post_until_acked(api, path, body, token, FAILOVER_TIMEOUT).resp
 }
 
 /// Records a deposit the test made outside the driver, so its ledger stays exact.

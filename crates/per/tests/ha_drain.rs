@@ -5,10 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/cli.rs"]
-mod cli;
 mod common;
 
+use common::cli;
 use common::{ADMIN_TOKEN, Node};
 use per_wire::client::Wallet;
 use serde_json::Value;

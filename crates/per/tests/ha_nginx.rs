@@ -27,57 +27,11 @@ use ha_support::proxy_drill::{
     assert_exactly_once_and_present, assert_nothing_applied_twice, kill_primary_under_load,
 };
 use ha_support::{ha_node, post_until_acked, start_standby, unique_cluster};
+use per_testkit::nginx::{local_paths, nginx_available, start_nginx};
 use per_wire::client::Wallet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// A running nginx (foreground master), killed on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Nginx {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Whether `nginx` runs here; under `CI=true` its absence fails the test.
-fn nginx_available() -> bool {
-    let available = Command::new("nginx")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI=true: nginx (apt-get install -y nginx) is required, not skipped"
-        );
-        println!("SKIPPED: nginx is not installed (apt-get install -y nginx)");
-    }
-    available
-}
-
-/// Files nginx writes, kept in the test's directory (not /var/lib/nginx, /var/log/nginx).
-fn local_paths(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "    access_log {d}/access.log;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n"
-    )
-}
 
 /// `deploy/nginx/nginx.conf` with its listen and server addresses replaced by loopback ones.
 fn project_config(dir: &Path, port: u16, servers: &[u16]) -> String {
@@ -126,60 +80,6 @@ fn runbook_config(dir: &Path, port: u16, primary: u16, standby: u16) -> String {
         "events {{}}\nhttp {{\n{}\n  upstream per_backend {{\n    server 127.0.0.1:{primary} max_fails=3 fail_timeout=30s;\n    server 127.0.0.1:{standby} backup;\n  }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://per_backend;\n      proxy_connect_timeout 5s;\n      proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
         local_paths(dir)
     )
-}
-
-/// Starts nginx in the foreground with `config` (written into `dir`), after `nginx -t`.
-fn start_nginx(dir: &Path, port: u16, config: &str) -> Nginx {
-    let cfg = dir.join("nginx.conf");
-    std::fs::write(&cfg, config).expect("write nginx.conf");
-    let globals = format!(
-        "daemon off; master_process on; pid {}/nginx.pid; error_log {}/error.log;",
-        dir.display(),
-        dir.display()
-    );
-    let check = Command::new("nginx")
-        .arg("-t")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("-g")
-        .arg(&globals)
-        .output()
-        .expect("nginx -t");
-    assert!(
-        check.status.success(),
-        "nginx -t refused the config: {}\n{config}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("-g")
-        .arg(&globals)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nginx");
-    let nginx = Nginx {
-        child,
-        port,
-        log: dir.join("error.log"),
-    };
-    let front = Api::new(format!("http://127.0.0.1:{port}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while front.get("/livez").is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx never answered: {}",
-            nginx.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    nginx
 }
 
 /// Restarts a killed node as a standby on its old port (the address nginx knows), own process.

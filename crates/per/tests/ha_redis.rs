@@ -13,6 +13,7 @@ mod ha_support;
 
 use common::Node;
 use ha_support::{ha_node, start_standby, unique_cluster, wait_for};
+use per_testkit::Poll;
 use per_wire::client::Wallet;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -81,21 +82,16 @@ fn cached(cluster: &str) -> Option<Value> {
 
 /// Waits until the cached state shows `seq` and `root` (returns it).
 fn wait_cached(cluster: &str, seq: u64, root: &Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(state) = cached(cluster)
-            && state["seq"].as_u64() == Some(seq)
-            && &state["root"] == root
-        {
-            return state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis never showed seq {seq}: {:?}",
-            cached(cluster)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    Poll::new(Duration::from_secs(10))
+        .every(Duration::from_millis(10))
+        .wait_or(
+            &format!("redis to show seq {seq}"),
+            || format!("redis holds {:?}", cached(cluster)),
+            || {
+                cached(cluster)
+                    .filter(|state| state["seq"].as_u64() == Some(seq) && &state["root"] == root)
+            },
+        )
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod ha_support;
 
 use common::ServeOptions;
 use ha_support::{database_url, ha_node, unique_cluster, wait_for};
+use per_testkit::pg::{database_url_for, unique_ident};
 use std::time::{Duration, Instant};
 
 /// `ha::pg::MIGRATION_LOCK`.
@@ -57,22 +58,12 @@ fn a_held_migration_lock_does_not_block_a_node_whose_schema_is_current() {
 
 #[test]
 fn on_a_schema_behind_a_held_migration_lock_is_waited_for_with_a_bound_and_named() {
-    let db = format!(
-        "per_mig_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    );
+    let db = unique_ident("per_mig");
     let mut admin = client(&database_url());
     admin
         .batch_execute(&format!("CREATE DATABASE {db}"))
         .expect("create a fresh database");
-    let fresh_url = {
-        let base = database_url();
-        let (head, _) = base.rsplit_once('/').expect("database URL has a path");
-        format!("{head}/{db}")
-    };
+    let fresh_url = database_url_for(&db);
     let mut holder = client(&fresh_url);
     holder
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])

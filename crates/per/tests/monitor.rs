@@ -4,11 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/alert_sinks.rs"]
-mod alert_sinks;
 mod common;
 
 use alert_sinks::{HttpSinks, Recorded, SmtpSink};
+use common::alert_sinks;
 use common::{ADMIN_TOKEN, DEPOSIT_TOKEN, Node, READY_TIMEOUT, per_bin, wait_exit};
 use per_wire::client::Wallet;
 use serde_json::Value;

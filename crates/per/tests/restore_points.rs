@@ -11,57 +11,14 @@ mod common;
 
 use common::Node;
 use common::driver::Acked;
+use common::snap::config;
 use common::snap::{
     SnapFile, assert_receipts, deposits, flip_body_byte, recovered, segment_files,
-    skipped_snapshots, snapshot_files, state_of, wait_for_snapshot_at, write_config,
+    skipped_snapshots, snapshot_files, state_of, wait_for_snapshot_at,
 };
+use per_testkit::node::{expect_refusal, segment_first_seq as first_seq_of, stop};
 use per_wire::client::Wallet;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-const REFUSE_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn stop(node: &mut Node) {
-    let status = node.sigterm(STOP_TIMEOUT).expect("stopped in time");
-    assert_eq!(status.code(), Some(0), "SIGTERM exit: {}", node.log());
-}
-
-fn config(node: &Node, limits: &str) -> Option<PathBuf> {
-    Some(write_config(
-        node.tmp(),
-        "per.toml",
-        &format!("[limits]\n{limits}\n"),
-    ))
-}
-
-fn wal_fingerprint(node: &Node) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(node.wal_dir())
-        .expect("wal dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap_or_default();
-            (p, bytes)
-        })
-        .collect()
-}
-
-/// `per serve` must exit 1 without changing the WAL; returns its stderr.
-fn expect_refusal(node: &Node, what: &str) -> String {
-    let before = wal_fingerprint(node);
-    let (status, stderr) = node.run_expect_exit(&node.options, REFUSE_TIMEOUT);
-    let status = status.unwrap_or_else(|| panic!("started on {what}:\n{stderr}"));
-    assert_eq!(status.code(), Some(1), "exit code on {what}:\n{stderr}");
-    assert!(
-        before == wal_fingerprint(node),
-        "a refused start changed the WAL ({what})"
-    );
-    stderr
-}
+use std::path::PathBuf;
 
 /// Runs `n` deposits, stops, restarts (start-up compacts the replayed tail into a snapshot at the
 /// last seq), waits for that snapshot and stops again: the newest snapshot is at the WAL's end.
@@ -217,12 +174,6 @@ fn newest_full_corrupted_with_ten_deltas_recovers_from_the_previous_full_chain()
     assert_eq!(state_of(&node.api().pool_info()), state_of(&before));
     assert_receipts(&node.api(), &acked);
     stop(&mut node);
-}
-
-fn first_seq_of(segment: &Path) -> u64 {
-    segment.file_name().expect("name").to_string_lossy()[..20]
-        .parse()
-        .expect("seq")
 }
 
 /// An old sealed segment, wholly behind the newest snapshot, is made unreadable (garbage): start

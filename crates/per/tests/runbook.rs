@@ -10,16 +10,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/cli.rs"]
-mod cli;
 mod common;
 
 use cli::{CliOut, bash, listing, names, per, runbook_block};
+use common::cli;
 use common::driver::{Acked, Driver};
 use common::snap::{
     self, deposits, flip_body_byte, run_in, snapshot_files, wait_until, write_config,
 };
 use common::{ADMIN_TOKEN, Kind, Node, field_of};
+use per_testkit::seed;
 use per_wire::client::Wallet;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -34,15 +34,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 const WORKERS: usize = 4;
 /// One load phase.
 const LOAD_PHASE: Duration = Duration::from_millis(700);
-
-fn seed() -> u64 {
-    match std::env::var("PER_TEST_SEED") {
-        Ok(text) => text.parse().expect("PER_TEST_SEED must be a u64"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    }
-}
 
 /// A node whose data dir holds `admin.token` (the RUNBOOK's `$(cat per-data/admin.token)` and the
 /// verbs' default token), with `limits` as its `[limits]` table.

@@ -9,12 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/cli.rs"]
-mod cli;
 mod common;
 mod ha_support;
 
 use cli::{CliOut, bash};
+use common::cli;
 use common::{ADMIN_TOKEN, Node};
 use ha_support::{database_url, ha_node, start_standby, unique_cluster, wait_for};
 use per_wire::client::Wallet;

@@ -9,13 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/cli.rs"]
-mod cli;
 mod common;
 
 use cli::per_in;
+use common::cli;
 use common::localnet::{EndpointProxy, Localnet, authority};
 use common::{ADMIN_TOKEN, Node};
+use per_testkit::Poll;
 use per_wire::client::Wallet;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
@@ -42,19 +42,16 @@ fn health(node: &Node) -> Value {
 
 /// Polls `/health` until `done` holds (or fails the test with the last body and the log).
 fn wait_health(node: &Node, what: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let body = health(node);
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; /health: {body:#}\nlog:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Poll::new(timeout)
+        .every(Duration::from_millis(100))
+        .wait_or(
+            what,
+            || format!("/health: {:#}\nlog:\n{}", health(node), node.log()),
+            || {
+                let body = health(node);
+                done(&body).then_some(body)
+            },
+        )
 }
 
 fn last_settled(body: &Value) -> u64 {

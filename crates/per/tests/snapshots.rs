@@ -9,12 +9,15 @@
 mod common;
 
 use common::driver::{Driver, acked_of};
+use common::snap::names;
 use common::snap::{
-    self, SnapFile, assert_notes_in_tree, assert_receipts, contains_bytes, deposits, have_program,
+    self, assert_notes_in_tree, assert_receipts, contains_bytes, deposits, have_program,
     newest_snapshot_seq, recovered, run_in, seq_of, snapshot_files, state_of, wait_for_snapshot_at,
     wait_until, write_config,
 };
 use common::{ADMIN_TOKEN, Kind, Node, ServeOptions};
+use per_testkit::node::stop;
+use per_testkit::seed;
 use per_wire::client::Wallet;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -25,28 +28,8 @@ use std::time::{Duration, Instant};
 const WORKERS: usize = 8;
 /// Bound on one load phase of the crash test.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long a graceful stop may take.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a refusing `per serve` may take to exit.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn seed() -> u64 {
-    match std::env::var("PER_TEST_SEED") {
-        Ok(text) => text.parse().expect("PER_TEST_SEED must be a u64"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    }
-}
-
-fn stop(node: &mut Node) {
-    let status = node.sigterm(STOP_TIMEOUT).expect("stopped in time");
-    assert_eq!(status.code(), Some(0), "SIGTERM exit: {}", node.log());
-}
-
-fn names(files: &[SnapFile]) -> Vec<String> {
-    files.iter().map(SnapFile::name).collect()
-}
 
 /// `POST /admin/snapshot[?kind=…]` with the admin token; must answer 200. Returns the JSON.
 fn admin_snapshot(node: &Node, query: &str) -> serde_json::Value {

@@ -12,43 +12,25 @@ use common::driver::{Acked, Driver, acked_of};
 use common::snap::{
     SnapFile, assert_receipts, deposits, flip_body_byte, have_program, recovered, segment_files,
     seq_of, skip_reason, skipped_snapshots, snapshot_files, state_of, wait_for_snapshot_at,
-    write_config,
 };
+use common::snap::{config, names};
 use common::{Kind, Node, ServeOptions, wal_frames};
+use per_testkit::node::{expect_refusal as refused_start, segment_first_seq as first_seq, stop};
 use per_wire::client::Wallet;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long a graceful stop may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a refusing `per serve` may take to exit.
-const REFUSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on a load phase.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Concurrent load threads.
 const WORKERS: usize = 6;
-
-fn stop(node: &mut Node) {
-    let status = node.sigterm(STOP_TIMEOUT).expect("stopped in time");
-    assert_eq!(status.code(), Some(0), "SIGTERM exit: {}", node.log());
-}
-
-fn names(files: &[SnapFile]) -> Vec<String> {
-    files.iter().map(SnapFile::name).collect()
-}
-
-fn config(node: &Node, limits: &str) -> Option<PathBuf> {
-    Some(write_config(
-        node.tmp(),
-        "per.toml",
-        &format!("[limits]\n{limits}\n"),
-    ))
-}
 
 fn remove_snapshot(file: &SnapFile) {
     std::fs::remove_file(&file.path).expect("remove snapshot");
@@ -337,43 +319,10 @@ fn file_name(path: &Path) -> String {
         .into_owned()
 }
 
-/// First seq of a segment, from its name.
-fn first_seq(segment: &Path) -> u64 {
-    file_name(segment)[..20].parse().expect("segment seq")
-}
-
-/// The bytes of every WAL file, to prove a refused start changed nothing.
-fn wal_fingerprint(node: &Node) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(node.wal_dir())
-        .expect("wal dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).expect("wal file");
-            (p, bytes)
-        })
-        .collect()
-}
-
 /// Starts `per serve` expecting it to refuse with exit 1 and to leave the WAL as it was; returns
 /// the last line of its stderr (the operator's message).
 fn expect_refusal(node: &Node, what: &str) -> String {
-    let before = wal_fingerprint(node);
-    let (status, stderr) = node.run_expect_exit(&node.options, REFUSE_TIMEOUT);
-    let status = status.unwrap_or_else(|| panic!("started on {what}:\n{stderr}"));
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "exit code on {what}; stderr:\n{stderr}"
-    );
-    assert!(
-        before == wal_fingerprint(node),
-        "a refused start changed the WAL ({what})"
-    );
+    let stderr = refused_start(node, what);
     assert!(node.wal_files(".broken").is_empty(), "nothing cut");
     let last = stderr.lines().last().unwrap_or_default().to_owned();
     println!("refused on {what}: {last}");

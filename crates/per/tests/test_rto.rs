@@ -3,10 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/cli.rs"]
-mod cli;
 mod common;
 
+use common::cli;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Instant;

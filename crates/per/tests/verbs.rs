@@ -6,24 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/cli.rs"]
-mod cli;
 mod common;
 
 use cli::{CliOut, listing, names, per, per_in};
+use common::cli;
 use common::snap::{self, assert_receipts, deposits, flip_body_byte, snapshot_files, write_config};
 use common::{Node, wal_frames};
+use per_testkit::node::stop;
 use per_wire::client::Wallet;
 use serde_json::Value;
 use std::time::{Duration, Instant};
-
-/// How long a graceful stop may take.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn stop(node: &mut Node) {
-    let status = node.sigterm(STOP_TIMEOUT).expect("stopped in time");
-    assert_eq!(status.code(), Some(0), "SIGTERM exit: {}", node.log());
-}
 
 /// A node with `[limits] limits`, started, with `n` deposits (one commit group each).
 fn node_with(limits: &str, n: usize) -> (Node, Vec<common::driver::Acked>) {

@@ -7,6 +7,7 @@ mod common;
 
 use common::driver::{Acked, Driver, acked_of};
 use common::{Api, Kind, Node, ServeOptions, wal_frames};
+use per_testkit::node::stop;
 use per_wire::client::Wallet;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -42,11 +43,6 @@ fn assert_receipts(api: &Api, acked: &[Acked]) {
         assert_eq!((served.seq, served.new_root), (a.seq, a.new_root));
         assert_eq!(served.leaf_indices, a.leaf_indices);
     }
-}
-
-fn stop(node: &mut Node) {
-    let status = node.sigterm(STOP_TIMEOUT).expect("stopped in time");
-    assert_eq!(status.code(), Some(0), "SIGTERM exit: {}", node.log());
 }
 
 /// The parts of `/pool/info` that describe the state.

@@ -1,109 +1,35 @@
-//! Test support: a real local Solana JSON-RPC (`tools/localnet`'s `per-localnet`), spawned on
-//! free ports and killed on drop, and an in-memory settlement journal.
+//! Test support: the kit's local Solana JSON-RPC (`per_testkit::localnet`) funded with this crate's
+//! `Pubkey`s, and in-memory settlement journals.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use per_l1::{Pubkey, SettlementJournal};
+pub use per_testkit::localnet::Localnet;
+use per_testkit::localnet::LocalnetOptions;
+pub use per_testkit::net::dead_endpoint;
 
 /// Lamports airdropped to each test authority at genesis (10 SOL).
 pub const AIRDROP_LAMPORTS: u64 = 10_000_000_000;
-/// Longest wait for `READY` (measured 0.3–0.4 s; generous for a loaded 2-core machine).
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A port nothing listens on right now (bound to port 0, then released).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
-}
-
-/// An endpoint URL that refuses connections.
-pub fn dead_endpoint() -> String {
-    format!("http://127.0.0.1:{}", free_port())
-}
-
-/// `PER_LOCALNET_BIN`, else `<workspace>/tools/localnet/target/debug/per-localnet`.
-fn localnet_binary() -> PathBuf {
-    match std::env::var_os("PER_LOCALNET_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tools/localnet/target/debug/per-localnet"),
-    }
-}
-
-/// A running `per-localnet`, killed when dropped.
-pub struct Localnet {
-    child: Child,
-    /// Its JSON-RPC URL, as printed on the `READY` line.
-    pub url: String,
-}
-
-impl Localnet {
-    /// Spawns the localnet on free ports with `airdrops` funded at genesis; panics (fails the
-    /// test, never skips) if the binary is missing or does not become ready.
-    pub fn start(airdrops: &[Pubkey]) -> Localnet {
-        let binary = localnet_binary();
-        assert!(
-            binary.is_file(),
-            "per-localnet binary not found at {}: build it with `cd tools/localnet && cargo build` \
-             (about 10 minutes) or point PER_LOCALNET_BIN at one",
-            binary.display()
-        );
-        let port = free_port();
-        let ws_port = free_port();
-        let mut command = Command::new(&binary);
-        command
-            .args([
-                "--port",
-                &port.to_string(),
-                "--ws-port",
-                &ws_port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for key in airdrops {
-            command.args(["--airdrop", &format!("{key}:{AIRDROP_LAMPORTS}")]);
-        }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("per-localnet did not print READY within {READY_TIMEOUT:?}");
-            }
-        };
-        let Some(url) = line.trim().strip_prefix("READY ").map(str::to_owned) else {
-            let _ = child.kill();
-            let status = child.wait().ok();
-            panic!(
-                "per-localnet did not start (stdout {line:?}, exit {status:?}); see stderr above"
-            );
-        };
-        Localnet { child, url }
-    }
-}
-
-impl Drop for Localnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the localnet with [`AIRDROP_LAMPORTS`] for each of `airdrops` at genesis, at its own
+/// slot time, its stderr shown with a failing test; fails the test (never skips) if the binary is
+/// missing or does not become ready (measured 0.3–0.4 s; 60 s allowed on a loaded 2-core machine).
+pub fn start_localnet(airdrops: &[Pubkey]) -> Localnet {
+    let keys: Vec<String> = airdrops.iter().map(ToString::to_string).collect();
+    let airdrops: Vec<(&str, u64)> = keys
+        .iter()
+        .map(|key| (key.as_str(), AIRDROP_LAMPORTS))
+        .collect();
+    let options = LocalnetOptions {
+        slot_time_ms: None,
+        ready_timeout: Duration::from_secs(60),
+        show_stderr: true,
+        ..LocalnetOptions::default()
+    };
+    Localnet::start_with(&airdrops, &options)
 }
 
 /// A journal in memory, recording every `submitting` call in order.

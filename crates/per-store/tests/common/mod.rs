@@ -9,15 +9,9 @@ use std::path::{Path, PathBuf};
 
 pub const CLUSTER: [u8; 16] = [0x11; 16];
 
-/// A TCP port nothing listens on right now (bound, read, released): for test servers, and for
-/// "the server is down" cases.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+/// The shared test kit's free port (one implementation for every crate).
+#[allow(unused_imports)]
+pub use per_testkit::free_port;
 
 /// Options with a small segment size so tests rotate often.
 pub fn options(dir: &Path) -> WalOptions {

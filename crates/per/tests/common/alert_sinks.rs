@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use per_testkit::Poll;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -173,17 +174,9 @@ impl HttpSinks {
 
     /// Waits until `channel` has at least `n` requests (None on timeout).
     pub fn wait_for(&self, channel: &str, n: usize, timeout: Duration) -> Option<Vec<Recorded>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.requests(channel);
-            if got.len() >= n {
-                return Some(got);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Poll::new(timeout)
+            .every(Duration::from_millis(10))
+            .until(|| Some(self.requests(channel)).filter(|got| got.len() >= n))
     }
 }
 
@@ -365,17 +358,9 @@ impl SmtpSink {
 
     /// Waits until at least `n` messages arrived (None on timeout).
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Option<Vec<Mail>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.mails();
-            if got.len() >= n {
-                return Some(got);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Poll::new(timeout)
+            .every(Duration::from_millis(10))
+            .until(|| Some(self.mails()).filter(|got| got.len() >= n))
     }
 }
 

@@ -208,17 +208,9 @@ pub fn names(listing: &BTreeMap<String, Vec<u8>>) -> Vec<&str> {
 /// Waits (up to 10 s) until `<data-dir>/snapshots` holds no `.tmp` file (a running node's
 /// snapshot writer has finished); returns whether it did.
 pub fn wait_snapshots_settled(data_dir: &Path) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let busy = listing(&data_dir.join("snapshots"))
+    per_testkit::Poll::new(std::time::Duration::from_secs(10)).until_true(|| {
+        !listing(&data_dir.join("snapshots"))
             .keys()
-            .any(|name| name.ends_with(".tmp"));
-        if !busy {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+            .any(|name| name.ends_with(".tmp"))
+    })
 }

@@ -5,13 +5,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use super::driver::{Acked, acked_of};
-use super::{Api, Kind};
+use super::{Api, Kind, Node};
 use per_wire::client::{OwnedNote, Wallet};
 use rand::rngs::StdRng;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Header length of a snapshot file (format version 1).
 pub const SNAP_HEADER_LEN: usize = 160;
@@ -25,18 +25,23 @@ pub fn write_config(dir: &Path, name: &str, toml: &str) -> PathBuf {
     path
 }
 
+/// `--config` for `node`: a `per.toml` in its temp dir with `limits` as its `[limits]` table.
+pub fn config(node: &Node, limits: &str) -> Option<PathBuf> {
+    Some(write_config(
+        node.tmp(),
+        "per.toml",
+        &format!("[limits]\n{limits}\n"),
+    ))
+}
+
+/// The file names of `files` (for messages and comparisons).
+pub fn names(files: &[SnapFile]) -> Vec<String> {
+    files.iter().map(SnapFile::name).collect()
+}
+
 /// Polls `ready` every 20 ms until it is true or `timeout` passes; returns the last answer.
-pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if ready() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_until(timeout: Duration, ready: impl FnMut() -> bool) -> bool {
+    per_testkit::Poll::new(timeout).until_true(ready)
 }
 
 /// One `*.snap` file, named `<seq:020>-<full|delta>.snap`.

@@ -2,16 +2,18 @@
 //! of a unique cluster on the test Postgres, waiting helpers, and a client that retries a write
 //! byte-identically until it is acknowledged.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy_drill;
 
 use crate::common::{Api, Node};
 pub use crate::common::{database_url, unique_cluster};
+use per_testkit::Poll;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// Lease TTL of the test clusters; `PER_TEST_HA_TTL_SECS` overrides it.
+/// Lease TTL of the test clusters (short, so takeovers are quick); `PER_TEST_HA_TTL_SECS`
+/// overrides it (e.g. 5 to measure the failover time with a production-like TTL).
 pub fn ttl_secs() -> u64 {
     std::env::var("PER_TEST_HA_TTL_SECS")
         .ok()
@@ -22,6 +24,17 @@ pub fn ttl_secs() -> u64 {
 /// An HA node of `cluster` (not started), with extra environment.
 pub fn ha_node(cluster: &str, node_id: &str, mode: &str, extra: &[(&str, &str)]) -> Node {
     let mut node = Node::new();
+    set_mode(&mut node, cluster, node_id, mode);
+    for (name, value) in extra {
+        node.options
+            .env
+            .push(((*name).to_owned(), (*value).to_owned()));
+    }
+    node
+}
+
+/// Makes `node` an HA node of `cluster` with `node_id` in `mode` (its environment replaced).
+pub fn set_mode(node: &mut Node, cluster: &str, node_id: &str, mode: &str) {
     node.options.cluster = Some(cluster.to_owned());
     node.options.env = vec![
         ("DEPLOYMENT_MODE".to_owned(), mode.to_owned()),
@@ -31,29 +44,16 @@ pub fn ha_node(cluster: &str, node_id: &str, mode: &str, extra: &[(&str, &str)])
         // These tests exercise failover, not the shared log's authentication (ha_log_auth.rs).
         ("PER_HA_INSECURE_LOG".to_owned(), "1".to_owned()),
     ];
-    for (name, value) in extra {
-        node.options
-            .env
-            .push(((*name).to_owned(), (*value).to_owned()));
-    }
-    node
 }
 
 /// Polls until `check` holds (or fails the test with `what` and the node's log).
 pub fn wait_for(node: &Node, what: &str, timeout: Duration, mut check: impl FnMut(&Api) -> bool) {
-    let deadline = Instant::now() + timeout;
     let api = node.api();
-    loop {
-        if check(&api) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; node log:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    Poll::new(timeout).wait_or(
+        what,
+        || format!("node log:\n{}", node.log()),
+        || check(&api).then_some(()),
+    );
 }
 
 /// Spawns a node that must come up as a standby.

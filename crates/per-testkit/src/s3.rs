@@ -4,8 +4,6 @@
 //!
 //! A test that needs it fails, with the install line, when it cannot be started.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +29,7 @@ impl S3Server {
     pub fn start(log_dir: &Path) -> S3Server {
         let mut server = S3Server {
             child: None,
-            port: crate::common::free_port(),
+            port: crate::free_port(),
             log: log_dir.join("moto.log"),
         };
         server.restart();
@@ -50,12 +48,15 @@ impl S3Server {
             .create(true)
             .append(true)
             .open(&self.log)
-            .expect("moto log");
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
+        let log_copy = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("clone the moto log handle: {e}"));
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stdout(Stdio::from(log_copy))
             .stderr(Stdio::from(log))
             .spawn();
         let child = match child {
@@ -69,7 +70,7 @@ impl S3Server {
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
-            .expect("client");
+            .unwrap_or_else(|e| panic!("build the moto probe client: {e}"));
         loop {
             if let Some(status) = self
                 .child
@@ -106,7 +107,7 @@ impl S3Server {
         let resp = reqwest::blocking::Client::new()
             .put(format!("{}/{bucket}", self.endpoint()))
             .send()
-            .expect("PUT bucket");
+            .unwrap_or_else(|e| panic!("PUT bucket {bucket}: {e}"));
         assert!(
             resp.status().is_success(),
             "create bucket {bucket}: HTTP {}",
@@ -122,7 +123,7 @@ impl S3Server {
         .header("Content-Type", "application/octet-stream")
         .body(bytes)
         .send()
-        .expect("PUT object");
+        .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
         assert!(
             resp.status().is_success(),
             "PUT {key}: HTTP {}",
@@ -136,22 +137,31 @@ impl S3Server {
             reqwest::blocking::Client::new().get(format!("{}/{bucket}/{key}", self.endpoint())),
         )
         .send()
-        .expect("GET object");
+        .unwrap_or_else(|e| panic!("GET {key}: {e}"));
         assert!(
             resp.status().is_success(),
             "GET {key}: HTTP {}",
             resp.status()
         );
-        resp.bytes().expect("body").to_vec()
+        match resp.bytes() {
+            Ok(bytes) => bytes.to_vec(),
+            Err(e) => panic!("GET {key}: body: {e}"),
+        }
     }
 
     /// The `AWS_*` environment (and `PER_BACKUP_S3_URL`) for a node or verb using this server.
     pub fn env(&self, bucket: &str, prefix: &str) -> Vec<(String, String)> {
+        let mut env = vec![(
+            "PER_BACKUP_S3_URL".to_owned(),
+            format!("s3://{bucket}/{prefix}"),
+        )];
+        env.extend(self.aws_env());
+        env
+    }
+
+    /// The `AWS_*` environment (credentials, region, endpoint, plain HTTP) for this server.
+    pub fn aws_env(&self) -> Vec<(String, String)> {
         vec![
-            (
-                "PER_BACKUP_S3_URL".to_owned(),
-                format!("s3://{bucket}/{prefix}"),
-            ),
             ("AWS_ACCESS_KEY_ID".to_owned(), ACCESS_KEY.to_owned()),
             ("AWS_SECRET_ACCESS_KEY".to_owned(), SECRET_KEY.to_owned()),
             ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
