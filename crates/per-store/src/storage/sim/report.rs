@@ -28,7 +28,7 @@ pub enum Fate {
     },
 }
 
-/// What one [`SimDisk::power_loss`] did, for the test's failure message.
+/// What one [`SimDisk::power_loss`](super::SimDisk::power_loss) did, for the test's failure message.
 #[derive(Debug, Clone, Default)]
 pub struct PowerLossReport {
     /// Files that had unsynced writes, with what happened to them.

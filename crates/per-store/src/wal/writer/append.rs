@@ -19,7 +19,7 @@ impl Wal {
     /// segment is `segment_age_max` old, or its encryption does not match the configured key, the
     /// segment is sealed (synced) and a new one started first.
     ///
-    /// With a key configured every record is sealed (see the [module docs](super#encryption)).
+    /// With a key configured every record is sealed (see the [module docs](crate::wal#encryption)).
     ///
     /// A group the WAL refuses ([`WalError::InvalidGroup`]) writes nothing and leaves the writer
     /// usable. Any I/O error poisons the writer: this call returns the error and every later call

@@ -5,7 +5,7 @@
 
 use std::io;
 
-/// Environment variable of the fsync failure test hook (see the [module docs](super)).
+/// Environment variable of the fsync failure test hook (see the [module docs](crate::wal)).
 pub const FAILPOINT_FSYNC_AFTER_ENV: &str = "PER_FAILPOINT_FSYNC_AFTER";
 
 /// The fsync failure test hook: counts group syncs and fails every one after the allowed number.

@@ -23,10 +23,10 @@ impl Wal {
     /// and returns the intact frames. Creates the directory if it does not exist.
     ///
     /// Errors: [`WalError::Locked`] if another writer has the directory, and the typed refusals of
-    /// the [recovery classification](super#recovery-classification).
+    /// the [recovery classification](crate::wal#recovery-classification).
     ///
     /// Before it reads anything, it makes durable what the directory holds (see
-    /// [durability at open](super#durability-at-open)): every segment, compressed segment and
+    /// [durability at open](crate::wal#durability-at-open)): every segment, compressed segment and
     /// `.broken` copy is fsynced and its cached pages dropped, then the directory is fsynced. If
     /// any of those syncs fails it refuses with [`WalError::SyncAtOpen`]: what the page cache shows
     /// may never have reached the disk, so nothing read from it may be acknowledged again.
