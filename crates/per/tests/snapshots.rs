@@ -164,12 +164,26 @@ fn a_snapshot_every_100_transactions_and_sha256sum_accepts_every_sidecar() {
         started.elapsed().as_millis()
     );
     let files = wait_for_snapshot_at(&node.data_dir, 500);
-    assert_eq!(
-        files.iter().map(|f| f.seq).collect::<Vec<_>>(),
-        vec![100, 200, 300, 400, 500],
-        "{:?}",
-        names(&files)
-    );
+    let seqs: Vec<u64> = files.iter().map(|f| f.seq).collect();
+    // A busy writer merges waiting hand-overs into one larger delta (by design: never a skipped
+    // one, never an extra full); only then may a hundred be missing from the files.
+    let metrics = api.get("/metrics").expect("metrics").text;
+    let coalesced = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("per_snapshot_coalesced "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    if coalesced == 0.0 {
+        assert_eq!(seqs, vec![100, 200, 300, 400, 500], "{:?}", names(&files));
+    } else {
+        assert!(
+            seqs.iter().all(|seq| seq % 100 == 0)
+                && seqs.windows(2).all(|w| w[0] < w[1])
+                && seqs.last() == Some(&500),
+            "{coalesced} merged hand-overs: {:?}",
+            names(&files)
+        );
+    }
     assert!(files[0].is_full(), "the first snapshot is full");
     for (previous, file) in files.iter().zip(&files[1..]) {
         assert_eq!(file.kind, "delta", "{}", file.name());
@@ -185,10 +199,14 @@ fn a_snapshot_every_100_transactions_and_sha256sum_accepts_every_sidecar() {
         );
         assert!(!header.encrypted(), "no key configured");
     }
-    let health = api.get_ok("/health");
+    // The file is published before the writer records its seq for `/health`: the lag reads 0
+    // once that is done (a moment later), and must not need anything more than that.
+    let health = per_testkit::wait_for("/health snapshot_lag 0", Duration::from_secs(5), || {
+        let health = api.get_ok("/health");
+        (health.json["snapshot_lag"] == 0).then_some(health)
+    });
     assert_eq!(health.status, 200, "{}", health.text);
     assert_eq!(health.json["snapshots"], "enabled");
-    assert_eq!(health.json["snapshot_lag"], 0, "{}", health.text);
     assert_eq!(health.json["seq"], 500);
 
     // 50 more do not trigger one.
