@@ -98,14 +98,7 @@ fn start_from(data: &DataDir, from: &str, warnings: &mut Vec<String>) -> Result<
     }
     let reference = resolve_snapshot(Path::new(from), &dir)?;
     progress(format!("loading {from}"));
-    let (loaded, _) = recovery::load_chain_exact(
-        &reference.dir,
-        &reference.path,
-        data.key(),
-        data.state_limits(),
-        TreeCheck::Rehash,
-    )
-    .map_err(|e| reference.own_words(&e))?;
+    let (loaded, _) = reference.load_rehashed(data.key(), data.state_limits())?;
     Ok(Start {
         path: Some(reference.given.clone()),
         tip: Some(loaded.tip),

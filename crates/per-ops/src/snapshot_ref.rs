@@ -80,6 +80,23 @@ pub fn resolve_snapshot(file: &Path, bases: &Path) -> Result<SnapshotRef, String
 }
 
 impl SnapshotRef {
+    /// Loads its whole chain, rehashing every tree (what replay and restore start from); errors
+    /// name the operator's file.
+    pub fn load_rehashed(
+        &self,
+        key: Option<&per_store::EncryptionKey>,
+        limits: per_core::StateLimits,
+    ) -> Result<(per_node::node::recovery::LoadedSnapshot, Vec<PathBuf>), String> {
+        per_node::node::recovery::load_chain_exact(
+            &self.dir,
+            &self.path,
+            key,
+            limits,
+            per_core::TreeCheck::Rehash,
+        )
+        .map_err(|e| self.own_words(&e))
+    }
+
     /// A message about the staged copy, naming the operator's file instead.
     pub fn own_words(&self, message: &str) -> String {
         if self._stage.is_none() {

@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use per_wire::health::{BackupHealth, HealthReport, HealthStatus};
+use per_wire::health::{HealthReport, HealthStatus};
 use std::sync::atomic::Ordering;
 
 /// Derives the status from the runbook's thresholds.
@@ -208,10 +208,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         merkle_root: root,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         replication_lag_secs,
-        backups: backups
-            .into_iter()
-            .map(|(name, target)| (name, backup_health(target)))
-            .collect(),
+        backups: backups.into_iter().collect(),
         wal_writer: if fenced {
             "fenced"
         } else if poisoned {
@@ -241,35 +238,6 @@ pub async fn health(State(app): State<AppState>) -> Response {
     };
     shared.metrics.count_request("/health", status.as_str());
     (code, Json(body)).into_response()
-}
-
-/// `/health.backups` entry of one target: the node's status type as the wire type (every field
-/// named, so a field added to either fails to compile here).
-fn backup_health(target: crate::backup::TargetHealth) -> BackupHealth {
-    let crate::backup::TargetHealth {
-        last_success,
-        lag_secs,
-        pending,
-        last_error,
-        uploaded,
-        conflicts,
-        archived_seq,
-        archive_lag_seqs,
-        archive_lag_secs,
-        archive_generation,
-    } = target;
-    BackupHealth {
-        last_success,
-        lag_secs,
-        pending,
-        last_error,
-        uploaded,
-        conflicts,
-        archived_seq,
-        archive_lag_seqs,
-        archive_lag_secs,
-        archive_generation,
-    }
 }
 
 /// 200 while the process serves requests.

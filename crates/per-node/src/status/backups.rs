@@ -2,7 +2,6 @@
 //! and metrics read it.
 
 use crate::config::BACKUP_LAG_MAX_SECS_DEFAULT;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,37 +37,9 @@ pub struct TargetStatus {
     pub archive_error: Option<String>,
 }
 
-/// What `/health.backups` shows per target.
-#[derive(Clone, Debug, Serialize)]
-pub struct TargetHealth {
-    /// Unix seconds of the last success (0: none).
-    pub last_success: u64,
-    /// Seconds the oldest pending object has waited (0: nothing pending).
-    pub lag_secs: u64,
-    /// Objects not yet copied.
-    pub pending: u64,
-    /// The last error, while failing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Objects uploaded since start (remote targets).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uploaded: Option<u64>,
-    /// Objects held by the target with other bytes (remote targets; never overwritten).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conflicts: Option<u64>,
-    /// Live WAL archiving: the last seq stored in the target (absent: not archiving).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub archived_seq: Option<u64>,
-    /// Live WAL archiving: acknowledged seqs not yet in the target.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub archive_lag_seqs: Option<u64>,
-    /// Live WAL archiving: seconds the oldest unarchived acknowledged seq has waited.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub archive_lag_secs: Option<u64>,
-    /// Live WAL archiving: the generation being written.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub archive_generation: Option<String>,
-}
+/// One target's `/health.backups` entry: the wire type itself, so what the node reports and what
+/// the verbs read cannot drift.
+pub use per_wire::health::BackupHealth as TargetHealth;
 
 /// Every remote target's status, shared by the uploader and `/health`.
 #[derive(Debug)]

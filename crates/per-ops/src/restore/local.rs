@@ -63,14 +63,7 @@ fn choose(data: &DataDir, file: &str) -> Result<Chosen, String> {
     let reference = resolve_snapshot(Path::new(file), &dir)?;
     let meta = snapshot::read_meta(&reference.path).map_err(|e| e.to_string())?;
     progress(format!("verifying {file}"));
-    let (loaded, chain) = recovery::load_chain_exact(
-        &reference.dir,
-        &reference.path,
-        data.key(),
-        data.state_limits(),
-        TreeCheck::Rehash,
-    )
-    .map_err(|e| reference.own_words(&e))?;
+    let (loaded, chain) = reference.load_rehashed(data.key(), data.state_limits())?;
     Ok(Chosen {
         reference,
         loaded,
