@@ -367,10 +367,16 @@ impl Harness {
     fn full_spend(&mut self, spend: Spend, as_withdraw: bool) -> TxRequest {
         let amount = spend.note.amount;
         if as_withdraw {
+            // A recipient no `Op::Withdraw` can produce (those are `[r; 32]`): with the same
+            // secret and nonce, the same recipient would make this the byte-identical
+            // resubmission of the accepted withdrawal, which is idempotent (`Duplicate`), not a
+            // double spend.
+            let mut recipient = [0xA5; 32];
+            recipient[..8].copy_from_slice(&self.fresh().to_le_bytes());
             TxRequest::Withdraw {
                 sender: spend,
                 amount,
-                recipient: [7; 32],
+                recipient,
                 change: None,
             }
         } else {
@@ -769,6 +775,32 @@ fn check_live_proofs(h: &Harness) {
         assert_eq!(leaf, live.note.commitment());
         assert_eq!(root_from_proof(leaf, live.leaf, &siblings), root);
     }
+}
+
+/// The shrunk case CI found: a withdrawal of a whole note to recipient `[7; 32]`, then the same
+/// note respent with the same secret and nonce. The respend must be a typed rejection; it was
+/// built byte-identical to the withdrawal (same recipient), which the state rightly answers as a
+/// duplicate of the accepted request.
+#[test]
+fn respending_a_withdrawn_note_with_its_own_nullifier_inputs_is_rejected() {
+    let mut h = Harness::new();
+    let ops = [
+        Op::Withdraw { pick: 0, split: 0, change: false, secret: 0, nonce: 899, recipient: 6 },
+        Op::Withdraw {
+            pick: 16_617_160_753_145_747_631,
+            split: 7_038_780_327_956_644_376,
+            change: false,
+            secret: 16_836_237_395_897_023_888,
+            nonce: 2_562_343_407_731_547_860,
+            recipient: 7,
+        },
+        Op::RespendSameNullifier { pick: 11_786_450_136_537_275_451, as_withdraw: true },
+    ];
+    for op in &ops {
+        h.run(op);
+        h.check_conservation();
+    }
+    assert!(!h.spent.is_empty(), "the case must spend a note for the respend to mean anything");
 }
 
 proptest! {
