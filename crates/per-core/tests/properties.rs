@@ -785,7 +785,14 @@ fn check_live_proofs(h: &Harness) {
 fn respending_a_withdrawn_note_with_its_own_nullifier_inputs_is_rejected() {
     let mut h = Harness::new();
     let ops = [
-        Op::Withdraw { pick: 0, split: 0, change: false, secret: 0, nonce: 899, recipient: 6 },
+        Op::Withdraw {
+            pick: 0,
+            split: 0,
+            change: false,
+            secret: 0,
+            nonce: 899,
+            recipient: 6,
+        },
         Op::Withdraw {
             pick: 16_617_160_753_145_747_631,
             split: 7_038_780_327_956_644_376,
@@ -794,13 +801,19 @@ fn respending_a_withdrawn_note_with_its_own_nullifier_inputs_is_rejected() {
             nonce: 2_562_343_407_731_547_860,
             recipient: 7,
         },
-        Op::RespendSameNullifier { pick: 11_786_450_136_537_275_451, as_withdraw: true },
+        Op::RespendSameNullifier {
+            pick: 11_786_450_136_537_275_451,
+            as_withdraw: true,
+        },
     ];
     for op in &ops {
         h.run(op);
         h.check_conservation();
     }
-    assert!(!h.spent.is_empty(), "the case must spend a note for the respend to mean anything");
+    assert!(
+        !h.spent.is_empty(),
+        "the case must spend a note for the respend to mean anything"
+    );
 }
 
 proptest! {
